@@ -1,0 +1,311 @@
+//! Orders: placing one (stock taken and order written in one transaction) and reading it back.
+//!
+//! Placing an order is the only write on the hot path. Its guarantees, in order of importance:
+//! stock never goes below zero (conditional decrement, plus a CHECK constraint behind it); an order
+//! never exists without its lines and stock is never taken without an order (one transaction);
+//! a retried request with the same `Idempotency-Key` gets the first order back (a unique
+//! constraint, so the guarantee holds across replicas sharing PostgreSQL).
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{Db, DbError, violated_constraint, with_reader, with_writer};
+
+/// Who the order ships to. Validated by [`crate::checkout`] before it gets here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Customer {
+    #[sqlx(rename = "customer_name")]
+    pub name: String,
+    pub email: String,
+    pub address: String,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OrderLine {
+    pub product_id: i64,
+    pub product_name: String,
+    pub unit_price_cents: i64,
+    pub quantity: i64,
+}
+
+impl OrderLine {
+    pub fn line_total_cents(&self) -> i64 {
+        self.unit_price_cents * self.quantity
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Order {
+    pub id: String,
+    pub customer: Customer,
+    pub lines: Vec<OrderLine>,
+    pub item_count: i64,
+    pub total_cents: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// One line of a checkout request, already validated and merged (one line per product).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRequest {
+    pub product_id: i64,
+    pub quantity: i64,
+}
+
+/// A product that does not have enough stock for the order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    pub product_id: i64,
+    pub name: String,
+    pub requested: i64,
+    pub available: i64,
+}
+
+/// Everything needed to write an order.
+#[derive(Clone, Debug)]
+pub struct NewOrder<'a> {
+    pub customer: &'a Customer,
+    /// One per product, quantities positive.
+    pub lines: &'a [LineRequest],
+    pub idempotency_key: Option<&'a str>,
+    /// A canonical rendering of the request, stored to recognise a retry of the same request.
+    pub fingerprint: &'a str,
+}
+
+/// What became of a checkout. Failures of the database itself are the `Err` of [`place`].
+#[derive(Clone, Debug)]
+pub enum PlaceOutcome {
+    /// A new order was written.
+    Placed(Order),
+    /// The idempotency key was seen before with the same request: this is that first order.
+    Replayed(Order),
+    /// Not enough stock for these products; nothing was written.
+    OutOfStock(Vec<Shortage>),
+    /// These product ids do not exist; nothing was written.
+    UnknownProducts(Vec<i64>),
+    /// The idempotency key was used before for a different request.
+    KeyReused,
+}
+
+const TAKE_STOCK: &str = "UPDATE products SET stock = stock - $1 \
+     WHERE id = $2 AND stock >= $1 RETURNING name, price_cents";
+const CURRENT_STOCK: &str = "SELECT name, stock FROM products WHERE id = $1";
+const INSERT_ORDER: &str = "INSERT INTO orders (id, idempotency_key, request_fingerprint, \
+     customer_name, email, address, city, postal_code, country, item_count, total_cents, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const INSERT_LINE: &str = "INSERT INTO order_lines \
+     (order_id, product_id, product_name, unit_price_cents, quantity) VALUES ($1, $2, $3, $4, $5)";
+const SELECT_ORDER: &str = "SELECT id, customer_name, email, address, city, postal_code, country, \
+     item_count, total_cents, created_at FROM orders WHERE id = $1";
+const SELECT_LINES: &str = "SELECT product_id, product_name, unit_price_cents, quantity \
+     FROM order_lines WHERE order_id = $1 ORDER BY product_id";
+const SELECT_BY_KEY: &str = "SELECT id, request_fingerprint FROM orders WHERE idempotency_key = $1";
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: String,
+    #[sqlx(flatten)]
+    customer: Customer,
+    item_count: i64,
+    total_cents: i64,
+    created_at: OffsetDateTime,
+}
+
+/// Takes the stock and writes the order, or explains why not.
+pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError> {
+    if let Some(key) = new.idempotency_key
+        && let Some(outcome) = replay(db, key, new.fingerprint).await?
+    {
+        return Ok(outcome);
+    }
+    // Lock rows in one global order (by product id) so concurrent PostgreSQL transactions cannot
+    // deadlock on each other's stock rows.
+    let mut lines = new.lines.to_vec();
+    lines.sort_by_key(|line| line.product_id);
+    let order_id = new_order_id();
+    // PostgreSQL keeps microseconds: truncate so the order returned now equals the order read later.
+    let now = OffsetDateTime::now_utc();
+    let created_at = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
+
+    with_writer!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let mut taken = Vec::with_capacity(lines.len());
+        let mut short = Vec::new();
+        let mut unknown = Vec::new();
+        for line in &lines {
+            let row: Option<(String, i64)> = sqlx::query_as(TAKE_STOCK)
+                .bind(line.quantity)
+                .bind(line.product_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some((product_name, unit_price_cents)) => taken.push(OrderLine {
+                    product_id: line.product_id,
+                    product_name,
+                    unit_price_cents,
+                    quantity: line.quantity,
+                }),
+                None => {
+                    let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
+                        .bind(line.product_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match current {
+                        Some((name, available)) => short.push(Shortage {
+                            product_id: line.product_id,
+                            name,
+                            requested: line.quantity,
+                            available,
+                        }),
+                        None => unknown.push(line.product_id),
+                    }
+                }
+            }
+        }
+        if !unknown.is_empty() || !short.is_empty() {
+            tx.rollback().await?;
+            return Ok(if unknown.is_empty() {
+                PlaceOutcome::OutOfStock(short)
+            } else {
+                PlaceOutcome::UnknownProducts(unknown)
+            });
+        }
+        let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
+        let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
+        let customer = new.customer;
+        let inserted = sqlx::query(INSERT_ORDER)
+            .bind(&order_id)
+            .bind(new.idempotency_key)
+            .bind(new.fingerprint)
+            .bind(&customer.name)
+            .bind(&customer.email)
+            .bind(&customer.address)
+            .bind(&customer.city)
+            .bind(&customer.postal_code)
+            .bind(&customer.country)
+            .bind(item_count)
+            .bind(total_cents)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            // Another request with the same key committed first (PostgreSQL blocks on the unique
+            // index until it does). Dropping the transaction rolls back the stock taken here.
+            Err(error)
+                if violated_constraint(&error).as_deref() == Some("orders_idempotency_key_key") => {}
+            Err(error) => return Err(error.into()),
+            Ok(_) => {
+                for line in &taken {
+                    sqlx::query(INSERT_LINE)
+                        .bind(&order_id)
+                        .bind(line.product_id)
+                        .bind(&line.product_name)
+                        .bind(line.unit_price_cents)
+                        .bind(line.quantity)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                return Ok(PlaceOutcome::Placed(Order {
+                    id: order_id,
+                    customer: customer.clone(),
+                    lines: taken,
+                    item_count,
+                    total_cents,
+                    created_at,
+                }));
+            }
+        }
+    });
+    // Only a lost race for the idempotency key gets here.
+    let key = new.idempotency_key.unwrap_or_default();
+    match replay(db, key, new.fingerprint).await? {
+        Some(outcome) => Ok(outcome),
+        // The conflicting order vanished between the two statements: orders are never deleted,
+        // so this is a broken invariant, not a user error.
+        None => Err(DbError::Other(sqlx::Error::RowNotFound)),
+    }
+}
+
+/// The earlier outcome for an idempotency key, if the key was used before.
+async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<PlaceOutcome>, DbError> {
+    let existing: Option<(String, String)> = with_writer!(db, pool => {
+        // Read through the writer: on SQLite that sees the latest commit without waiting for
+        // reader snapshots, and on PostgreSQL it is the same pool.
+        sqlx::query_as(SELECT_BY_KEY).bind(key).fetch_optional(pool).await?
+    });
+    let Some((order_id, stored_fingerprint)) = existing else {
+        return Ok(None);
+    };
+    if stored_fingerprint != fingerprint {
+        return Ok(Some(PlaceOutcome::KeyReused));
+    }
+    match order(db, &order_id).await? {
+        Some(order) => Ok(Some(PlaceOutcome::Replayed(order))),
+        None => Err(DbError::Other(sqlx::Error::RowNotFound)),
+    }
+}
+
+/// One order with its lines.
+pub async fn order(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
+    with_reader!(db, pool => {
+        let Some(row): Option<OrderRow> =
+            sqlx::query_as(SELECT_ORDER).bind(id).fetch_optional(pool).await?
+        else {
+            return Ok(None);
+        };
+        let lines: Vec<OrderLine> = sqlx::query_as(SELECT_LINES).bind(id).fetch_all(pool).await?;
+        Ok(Some(Order {
+            id: row.id,
+            customer: row.customer,
+            lines,
+            item_count: row.item_count,
+            total_cents: row.total_cents,
+            created_at: row.created_at,
+        }))
+    })
+}
+
+/// How many orders exist; used by tests and the load generator's report.
+pub async fn count(db: &Db) -> Result<i64, DbError> {
+    with_reader!(db, pool => Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(pool).await?))
+}
+
+/// Crockford base32 without the ambiguous letters I, L, O and U.
+const ORDER_ID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// 12 symbols = 60 random bits: unguessable enough that order pages need no login.
+pub const ORDER_ID_LEN: usize = 12;
+
+fn new_order_id() -> String {
+    let mut rng = rand::rng();
+    (0..ORDER_ID_LEN)
+        .map(|_| char::from(ORDER_ID_ALPHABET[rng.random_range(0..32)]))
+        .collect()
+}
+
+/// Whether `id` has the shape of an order number, so malformed ids are rejected without a query.
+pub fn is_order_id(id: &str) -> bool {
+    id.len() == ORDER_ID_LEN && id.bytes().all(|b| ORDER_ID_ALPHABET.contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ids_have_the_documented_shape() {
+        for _ in 0..100 {
+            let id = new_order_id();
+            assert!(is_order_id(&id), "{id}");
+        }
+        assert!(!is_order_id("0123456789AI"));
+        assert!(!is_order_id("short"));
+        assert!(!is_order_id("0123456789ab"));
+    }
+}
