@@ -1,0 +1,279 @@
+//! One error type for every handler, rendered two ways: an HTML page for people
+//! ([`PageError`]) and `application/problem+json` (RFC 9457) for programs ([`ApiError`]).
+//!
+//! Each [`AppError`] variant documents its status. A 4xx says what to fix; a 5xx body is generic
+//! and the cause is logged once, inside the request's span, where the operator can find it.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::checkout::{CheckoutError, FieldError};
+use crate::db::DbError;
+use crate::db::orders::Shortage;
+
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 404: the thing named does not exist. `detail` says what was looked for and where to look.
+    #[error("{detail}")]
+    NotFound { detail: String },
+    /// 400: the request is malformed (bad JSON syntax, bad query string, bad header).
+    #[error("{detail}")]
+    BadRequest { detail: String },
+    /// 415: the body is not JSON.
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
+    /// 413: the body is larger than the configured limit.
+    #[error("{detail}")]
+    PayloadTooLarge { detail: String },
+    /// 422: well-formed but invalid; each field's problem is listed.
+    #[error("the request has invalid fields")]
+    Invalid { errors: Vec<FieldError> },
+    /// 409: not enough stock for these products; nothing was ordered.
+    #[error("not enough stock")]
+    OutOfStock { shortages: Vec<Shortage> },
+    /// 422: an `Idempotency-Key` was reused with a different request body.
+    #[error("idempotency key reused for a different request")]
+    IdempotencyKeyReused,
+    /// 503 with `Retry-After`: the database is unreachable or saturated; retrying later works.
+    #[error("service unavailable: {0}")]
+    Unavailable(#[source] DbError),
+    /// 500: a bug. The body says nothing more.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        AppError::NotFound {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                message: message.into(),
+            }],
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Invalid { .. } | AppError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            AppError::OutOfStock { .. } => StatusCode::CONFLICT,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable identifier for the kind of problem (the `type` of the problem document).
+    fn slug(&self) -> &'static str {
+        match self {
+            AppError::NotFound { .. } => "not-found",
+            AppError::BadRequest { .. } => "bad-request",
+            AppError::UnsupportedMediaType { .. } => "unsupported-media-type",
+            AppError::PayloadTooLarge { .. } => "payload-too-large",
+            AppError::Invalid { .. } => "invalid-request",
+            AppError::OutOfStock { .. } => "out-of-stock",
+            AppError::IdempotencyKeyReused => "idempotency-key-reused",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// What the client should do, in one or two sentences. Never includes internals.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::NotFound { detail }
+            | AppError::BadRequest { detail }
+            | AppError::UnsupportedMediaType { detail }
+            | AppError::PayloadTooLarge { detail } => detail.clone(),
+            AppError::Invalid { errors } => {
+                let fields: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                format!("Fix these fields and try again. {}", fields.join(" "))
+            }
+            AppError::OutOfStock { shortages } => {
+                let items: Vec<String> = shortages
+                    .iter()
+                    .map(|s| format!("{} (wanted {}, {} left)", s.name, s.requested, s.available))
+                    .collect();
+                format!(
+                    "Not enough stock for: {}. Lower those quantities or remove them, then try again.",
+                    items.join("; ")
+                )
+            }
+            AppError::IdempotencyKeyReused => "This Idempotency-Key was already used for a \
+                different order. Use a new key for a new order, or resend the original body."
+                .to_owned(),
+            AppError::Unavailable(_) => format!(
+                "The shop is busy or its database is unreachable. Try again in {RETRY_AFTER_SECONDS} seconds."
+            ),
+            AppError::Internal(_) => {
+                "Something went wrong on our side. Try again; if it keeps happening, tell the operator."
+                    .to_owned()
+            }
+        }
+    }
+
+    /// Logs the cause of a server-side failure. Client errors are not logged: they are the
+    /// client's to fix, and logging them would let any client flood the logs.
+    fn log_if_server_error(&self) {
+        match self {
+            AppError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            AppError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
+            _ => {}
+        }
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(_) => AppError::Unavailable(error),
+            DbError::Other(cause) => AppError::Internal(cause.to_string()),
+        }
+    }
+}
+
+impl From<CheckoutError> for AppError {
+    fn from(error: CheckoutError) -> Self {
+        match error {
+            CheckoutError::Invalid(errors) => AppError::Invalid { errors },
+            CheckoutError::UnknownProducts(ids) => AppError::Invalid {
+                errors: vec![FieldError {
+                    field: "items".to_owned(),
+                    message: format!(
+                        "No product has id {}: take product ids from GET /api/products.",
+                        ids.iter()
+                            .map(i64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }],
+            },
+            CheckoutError::OutOfStock(shortages) => AppError::OutOfStock { shortages },
+            CheckoutError::KeyReused => AppError::IdempotencyKeyReused,
+            CheckoutError::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(error: askama::Error) -> Self {
+        AppError::Internal(format!("template rendering failed: {error}"))
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shortages: Vec<Shortage>,
+}
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+impl Problem {
+    /// A problem for a bare status (used for errors raised outside handlers, such as a timeout).
+    pub fn for_status(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            shortages: Vec::new(),
+        }
+    }
+
+    pub fn into_response_with_status(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+/// An [`AppError`] answered as `application/problem+json`: the error type of API handlers.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        ApiError(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error = self.0;
+        error.log_if_server_error();
+        let status = error.status();
+        let (errors, shortages) = match &error {
+            AppError::Invalid { errors } => (errors.clone(), Vec::new()),
+            AppError::OutOfStock { shortages } => (Vec::new(), shortages.clone()),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Problem {
+            kind: format!("urn:doorbuster:problem:{}", error.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: error.detail(),
+            errors,
+            shortages,
+        }
+        .into_response_with_status()
+    }
+}
+
+/// An [`AppError`] answered as an HTML page: the error type of page handlers.
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for PageError {
+    fn from(error: E) -> Self {
+        PageError(error.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        self.0.log_if_server_error();
+        crate::web::pages::error_page(self.0.status(), &self.0.detail())
+    }
+}

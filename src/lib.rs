@@ -1,0 +1,40 @@
+//! # Doorbuster
+//!
+//! A Black Friday storefront that is at once a shop a person can browse, a load target that reports
+//! what it is doing, and a Kubernetes sample workload. One binary, three roles chosen by
+//! subcommand (`serve`, `migrate`; see [`cli`]).
+//!
+//! ## Layout
+//!
+//! A request enters at [`server`] (listener, drain on SIGTERM), passes the layer stack and route
+//! table in [`web`], reaches a handler in [`web::pages`] (HTML) or [`web::api`] (JSON), which uses
+//! the shop rules in [`cart`] and [`checkout`] and the SQL in [`db`]. Failures travel as one
+//! [`error::AppError`], rendered as a page or a problem document.
+//!
+//! - [`cli`] / [`config`]: the command line and every setting, with defaults, in one place.
+//! - [`server`]: start-up (connect, migrate, seed), `serve(listener, state, …)`, the drain sequence.
+//! - [`state`]: the one `AppState` handed to every handler.
+//! - [`web`]: the route table and middleware; [`web::pages`] renders askama templates from
+//!   `templates/`; [`web::api`] is the JSON API and its OpenAPI document; [`web::assets`] and
+//!   [`web::art`] serve the stylesheet, script and generated product art from inside the binary.
+//! - [`health`]: `/healthz` (alive) and `/readyz` (database answers, not draining).
+//! - [`cart`]: the cookie-held cart, validated on every read.
+//! - [`checkout`]: validation and normalisation of orders, shared by the form and the API.
+//! - [`db`]: SQLite or PostgreSQL behind one handle; all SQL lives here ([`db::catalog`],
+//!   [`db::orders`], [`db::seed`]); migrations per dialect in `migrations/`.
+//! - [`error`]: the one error type and its two renderings.
+//! - [`money`]: formatting integer cents for people.
+//! - [`telemetry`]: logging setup.
+
+pub mod cart;
+pub mod checkout;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod money;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod web;

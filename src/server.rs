@@ -1,0 +1,151 @@
+//! Running the shop: connect, prepare the schema, bind, serve, and drain on SIGTERM or Ctrl-C.
+//!
+//! [`serve`] takes a bound listener and a shutdown future so tests can run the real server on port
+//! 0 and stop it on cue. The drain sequence is what a Kubernetes rollout (or a virtual node, which
+//! runs no lifecycle hooks) needs from the process itself:
+//! 1. the signal arrives: `/readyz` turns 503 at once and responses ask clients to reconnect
+//!    (`Connection: close`), while requests are still served;
+//! 2. after the drain delay, the listener stops accepting;
+//! 3. in-flight requests finish (bounded by the request timeout), then `serve` returns.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MigrateArgs, ServeArgs};
+use crate::db::seed::{self, SeedReport};
+use crate::db::{Db, redact_url};
+use crate::state::AppState;
+use crate::web;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `doorbuster serve`.
+pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
+    let db = connect(&args.database.options()).await?;
+    if args.skip_migrations {
+        tracing::info!("skipping migrations (DOORBUSTER_SKIP_MIGRATIONS)");
+    } else {
+        prepare(&db).await?;
+    }
+    let addr = args.listen_addr();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| format!("cannot listen on {addr}: {error} (set PORT or --port)"))?;
+    tracing::info!("Doorbuster is open at http://{}", listener.local_addr()?);
+    let state = AppState::new(db.clone(), args.web());
+    serve(listener, state, args.drain_delay, shutdown_signal()).await?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `doorbuster migrate`.
+pub async fn migrate(args: MigrateArgs) -> Result<(), BoxError> {
+    let db = connect(&args.database.options()).await?;
+    prepare(&db).await?;
+    if args.restock {
+        let products = seed::restock(&db).await?;
+        tracing::info!(products, "restocked every product to its seeded level");
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn connect(options: &crate::db::DbOptions) -> Result<Db, BoxError> {
+    let db = Db::connect(options).await.map_err(|error| {
+        format!(
+            "cannot open the database {}: {error} (check DATABASE_URL)",
+            redact_url(&options.url)
+        )
+    })?;
+    tracing::info!(
+        engine = db.engine().as_str(),
+        url = %redact_url(&options.url),
+        "database connected"
+    );
+    Ok(db)
+}
+
+/// Applies migrations and seeds the catalog; both are idempotent.
+pub async fn prepare(db: &Db) -> Result<SeedReport, BoxError> {
+    db.migrate()
+        .await
+        .map_err(|error| format!("migrations failed: {error}"))?;
+    let report = seed::seed(db)
+        .await
+        .map_err(|error| format!("seeding the catalog failed: {error}"))?;
+    tracing::info!(
+        categories_added = report.categories_added,
+        products_added = report.products_added,
+        "schema up to date, catalog seeded"
+    );
+    Ok(report)
+}
+
+/// Serves `state`'s shop on `listener` until `shutdown` resolves, then drains (see the module
+/// documentation).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    drain_delay: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let health = state.health.clone();
+    // In-flight requests cannot outlive the request timeout; a little slack covers the write.
+    let finish_timeout = state.config.request_timeout + Duration::from_secs(1);
+    let app = web::router(state);
+    let listener_closed = CancellationToken::new();
+    let drained = {
+        let listener_closed = listener_closed.clone();
+        async move {
+            shutdown.await;
+            health.start_draining();
+            tracing::info!(?drain_delay, "shutdown requested: not ready, still serving");
+            tokio::time::sleep(drain_delay).await;
+            tracing::info!("closing the listener, finishing in-flight requests");
+            listener_closed.cancel();
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(drained);
+    tokio::select! {
+        result = server => result,
+        () = async {
+            listener_closed.cancelled().await;
+            tokio::time::sleep(finish_timeout).await;
+        } => {
+            tracing::warn!(?finish_timeout, "in-flight requests did not finish in time; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,144 @@
+//! Extractors whose rejections speak the app's error format: problem+json for the API
+//! (`ApiJson`, `ApiQuery`, `ApiPath`), an HTML page for the shop (`PageQuery`, `PageForm`,
+//! `PagePath`), and the cart cookie, which never rejects (see [`crate::cart`]).
+
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Form, FromRequest, FromRequestParts, Json, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::de::DeserializeOwned;
+
+use crate::cart::{self, Cart};
+use crate::error::{ApiError, AppError, PageError};
+
+/// Turns an axum rejection into an [`AppError`] that keeps axum's precise message (which names
+/// the offending field and position) and picks the right status.
+fn rejection_to_error(status: StatusCode, body: String, what: &str) -> AppError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
+            detail: "The request body is too large; send a smaller one.".to_owned(),
+        },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType {
+            detail: format!("{body}. Send the body as {what}."),
+        },
+        StatusCode::UNPROCESSABLE_ENTITY => AppError::Invalid {
+            errors: vec![crate::checkout::FieldError {
+                field: "body".to_owned(),
+                message: body,
+            }],
+        },
+        _ => AppError::BadRequest { detail: body },
+    }
+}
+
+macro_rules! wrapped_extractor {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $rejection:ty, $error:ident, $what:literal, parts) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name<T>(pub T);
+
+        impl<T, S> FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = $error;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                match $inner::<T>::from_request_parts(parts, state).await {
+                    Ok($inner(value)) => Ok($name(value)),
+                    Err(rejection) => {
+                        let rejection: $rejection = rejection;
+                        Err($error(rejection_to_error(rejection.status(), rejection.body_text(), $what)))
+                    }
+                }
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $rejection:ty, $error:ident, $what:literal, body) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name<T>(pub T);
+
+        impl<T, S> FromRequest<S> for $name<T>
+        where
+            T: DeserializeOwned,
+            S: Send + Sync,
+        {
+            type Rejection = $error;
+
+            async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+                match $inner::<T>::from_request(request, state).await {
+                    Ok($inner(value)) => Ok($name(value)),
+                    Err(rejection) => {
+                        let rejection: $rejection = rejection;
+                        Err($error(rejection_to_error(rejection.status(), rejection.body_text(), $what)))
+                    }
+                }
+            }
+        }
+    };
+}
+
+wrapped_extractor!(
+    /// A JSON body; rejections are problem+json.
+    ApiJson, Json, JsonRejection, ApiError, "JSON with Content-Type: application/json", body
+);
+wrapped_extractor!(
+    /// Query parameters of an API route; rejections are problem+json.
+    ApiQuery, Query, QueryRejection, ApiError, "query parameters", parts
+);
+wrapped_extractor!(
+    /// Path parameters of an API route; rejections are problem+json.
+    ApiPath, Path, PathRejection, ApiError, "a path", parts
+);
+wrapped_extractor!(
+    /// Query parameters of a page; rejections are an HTML error page.
+    PageQuery, Query, QueryRejection, PageError, "query parameters", parts
+);
+wrapped_extractor!(
+    /// Path parameters of a page; rejections are an HTML error page.
+    PagePath, Path, PathRejection, PageError, "a path", parts
+);
+wrapped_extractor!(
+    /// A submitted HTML form; rejections are an HTML error page.
+    PageForm, Form, FormRejection, PageError, "a form (application/x-www-form-urlencoded)", body
+);
+
+/// The visitor's cart, read from its cookie. Never fails: an unreadable cookie is an empty cart.
+#[derive(Debug, Clone, Default)]
+pub struct CartCookie(pub Cart);
+
+impl<S: Send + Sync> FromRequestParts<S> for CartCookie {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        Ok(CartCookie(
+            jar.get(cart::COOKIE_NAME)
+                .map(|cookie| Cart::from_cookie(cookie.value()))
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+/// How long a cart survives without a visit.
+const CART_MAX_AGE: time::Duration = time::Duration::days(7);
+
+/// A `Set-Cookie` that stores `cart` (or deletes the cookie when the cart is empty).
+pub fn cart_cookie(cart: &Cart) -> CookieJar {
+    let jar = CookieJar::new();
+    let value = cart.to_cookie();
+    let mut cookie = Cookie::build((cart::COOKIE_NAME, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(CART_MAX_AGE)
+        .build();
+    if cart.is_empty() {
+        cookie.make_removal();
+    }
+    jar.add(cookie)
+}

@@ -1,0 +1,184 @@
+//! The HTTP surface: one route table and one deliberately ordered stack of layers.
+//!
+//! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
+//! draining shop still answers its orchestrator. Everything else passes, outermost first, through:
+//! security headers (on every response, errors included) → error bodies for bare statuses → panic
+//! catcher → `Connection: close` while draining → request span → compression → timeout → body limit.
+
+pub mod api;
+pub mod art;
+pub mod assets;
+pub mod extract;
+pub mod pages;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::Problem;
+use crate::health::{self, Health};
+use crate::state::AppState;
+
+/// The Content-Security-Policy every page satisfies: nothing leaves the site, no inline script
+/// or style, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self'; style-src 'self'; \
+     script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// Builds the whole application.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let shop = Router::new()
+        .route("/", get(pages::home))
+        .route("/c/{category}", get(pages::category))
+        .route("/p/{slug}", get(pages::product))
+        .route("/cart", get(pages::cart))
+        .route("/cart/add", post(pages::cart_add))
+        .route("/cart/update", post(pages::cart_update))
+        .route(
+            "/checkout",
+            get(pages::checkout_form).post(pages::checkout_submit),
+        )
+        .route("/orders/{id}", get(pages::order))
+        .route("/static/{file}", get(assets::static_file))
+        .route("/art/product/{file}", get(assets::product_art))
+        .route("/art/category/{file}", get(assets::category_art))
+        .merge(api::routes().router)
+        .fallback(pages::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(security_header(
+                    header::CONTENT_SECURITY_POLICY,
+                    CONTENT_SECURITY_POLICY,
+                ))
+                .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(security_header(
+                    header::REFERRER_POLICY,
+                    "strict-origin-when-cross-origin",
+                ))
+                .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(security_header(
+                    HeaderName::from_static("cross-origin-opener-policy"),
+                    "same-origin",
+                ))
+                .layer(middleware::from_fn(fill_error_bodies))
+                .layer(CatchPanicLayer::custom(|_panic| {
+                    tracing::error!("a handler panicked");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }))
+                .layer(middleware::from_fn_with_state(
+                    state.health.clone(),
+                    close_connections_while_draining,
+                ))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(CompressionLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    config.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+        );
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(shop)
+        .with_state(state)
+}
+
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+/// One span per request, named by route template so traces group by endpoint, not by URL.
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        http.request.method = %request.method(),
+        http.route = route,
+        url.path = %request.uri().path(),
+    )
+}
+
+/// Layers and the router answer some errors with a bare status (405, 408, 413, a timeout's 503,
+/// a caught panic's 500). Give those the same bodies handlers give: problem+json under `/api`,
+/// an HTML page elsewhere.
+async fn fill_error_bodies(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/") || request.uri().path() == "/api";
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400 || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let detail = match status {
+        // The router adds the `Allow` header after this middleware has run.
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "{method} is not supported at {path}; the Allow header lists the methods that are."
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "The request body is too large; send a smaller one.".to_owned()
+        }
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => format!(
+            "The shop took too long to answer. Try again in {} seconds.",
+            crate::error::RETRY_AFTER_SECONDS
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            "Something went wrong on our side. Try again; if it keeps happening, tell the operator."
+                .to_owned()
+        }
+        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    let mut filled = if is_api {
+        Problem::for_status(status, detail).into_response_with_status()
+    } else {
+        pages::error_page(status, &detail)
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        filled.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
+        );
+    }
+    filled
+}
+
+/// While draining, ask keep-alive clients to reconnect, so their next request lands on a replica
+/// that is staying up.
+async fn close_connections_while_draining(
+    State(health): State<Health>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if health.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// `Cache-Control` for responses that must not be stored (pages show a per-visitor cart).
+pub const NO_STORE: &str = "no-store";
+
+/// Long-lived caching for content-addressed assets.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Art changes only with a new release; a day of caching keeps repeat views free.
+pub const ONE_DAY: Duration = Duration::from_secs(86_400);
