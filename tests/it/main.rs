@@ -1,0 +1,14 @@
+//! The integration suite: one binary that drives the real router (in process, with `oneshot`)
+//! and, where it matters, a real listener or the real binary. Tests that touch storage run twice,
+//! on SQLite and on PostgreSQL (see [`support::db_tests`]).
+
+mod support;
+
+mod api_errors;
+mod cart;
+mod catalog;
+mod checkout;
+mod docs;
+mod openapi;
+mod probes;
+mod shutdown;
