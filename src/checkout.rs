@@ -219,16 +219,20 @@ pub fn fingerprint(valid: &ValidCheckout) -> String {
 }
 
 /// Validates and places an order.
+#[tracing::instrument(name = "checkout", skip_all, fields(otel.kind = "internal", items = request.items.len(), idempotent = idempotency_key.is_some()))]
 pub async fn checkout(
     db: &Db,
     request: &CheckoutRequest,
     idempotency_key: Option<&str>,
 ) -> Result<Placed, CheckoutError> {
-    let valid = validate(request).map_err(CheckoutError::Invalid)?;
+    let valid = tracing::info_span!("checkout.validate", otel.kind = "internal")
+        .in_scope(|| validate(request))
+        .map_err(CheckoutError::Invalid)?;
     place(db, &valid, idempotency_key).await
 }
 
 /// Places an already validated order.
+#[tracing::instrument(name = "checkout.place", skip_all, fields(otel.kind = "internal", outcome = tracing::field::Empty))]
 pub async fn place(
     db: &Db,
     valid: &ValidCheckout,
@@ -241,7 +245,16 @@ pub async fn place(
         idempotency_key,
         fingerprint: &fingerprint,
     };
-    match orders::place(db, &new).await? {
+    let outcome = orders::place(db, &new).await?;
+    let label = match &outcome {
+        PlaceOutcome::Placed(_) => "placed",
+        PlaceOutcome::Replayed(_) => "replayed",
+        PlaceOutcome::OutOfStock(_) => "out_of_stock",
+        PlaceOutcome::UnknownProducts(_) => "unknown_products",
+        PlaceOutcome::KeyReused => "key_reused",
+    };
+    tracing::Span::current().record("outcome", label);
+    match outcome {
         PlaceOutcome::Placed(order) => Ok(Placed::New(order)),
         PlaceOutcome::Replayed(order) => Ok(Placed::Replayed(order)),
         PlaceOutcome::OutOfStock(short) => Err(CheckoutError::OutOfStock(short)),

@@ -74,6 +74,91 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "DOORBUSTER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Port of the admin listener (Prometheus `/metrics`), kept off the public Service.
+    #[arg(long, env = "DOORBUSTER_ADMIN_PORT", default_value_t = 9090)]
+    pub admin_port: u16,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Where telemetry goes. Each exporter is switched on by its standard variable; none is required.
+#[derive(Args, Clone)]
+pub struct TelemetryArgs {
+    /// Application Insights connection string: turns on traces (requests, dependencies,
+    /// exceptions), metrics and Live Metrics.
+    #[arg(
+        long,
+        env = "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    pub applicationinsights_connection_string: Option<String>,
+
+    /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`): turns on OTLP traces
+    /// and metrics.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// Service name: the cloud role name in Application Insights.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "doorbuster")]
+    pub otel_service_name: String,
+
+    /// Milliseconds between metric exports to Application Insights and OTLP (Prometheus is
+    /// scraped instead).
+    #[arg(long, env = "OTEL_METRIC_EXPORT_INTERVAL", default_value_t = 60_000)]
+    pub otel_metric_export_interval: u64,
+
+    /// This replica's name (the downward API's pod name): the role instance in Application
+    /// Insights, so Live Metrics counts one server per pod. Defaults to the hostname.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// The node this replica runs on (downward API), to tell VM nodes from the virtual node.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+impl std::fmt::Debug for TelemetryArgs {
+    // The connection string carries the instrumentation key: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryArgs")
+            .field(
+                "applicationinsights_connection_string",
+                &self
+                    .applicationinsights_connection_string
+                    .as_ref()
+                    .map(|_| "***"),
+            )
+            .field(
+                "otel_exporter_otlp_endpoint",
+                &self.otel_exporter_otlp_endpoint,
+            )
+            .field("otel_service_name", &self.otel_service_name)
+            .field(
+                "otel_metric_export_interval",
+                &self.otel_metric_export_interval,
+            )
+            .field("pod_name", &self.pod_name)
+            .field("node_name", &self.node_name)
+            .finish()
+    }
+}
+
+impl TelemetryArgs {
+    /// The instance name: `POD_NAME`, else the hostname, else "unknown".
+    pub fn instance(&self) -> String {
+        self.pod_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
 }
 
 impl ServeArgs {

@@ -24,7 +24,9 @@
 //!   [`db::orders`], [`db::seed`]); migrations per dialect in `migrations/`.
 //! - [`error`]: the one error type and its two renderings.
 //! - [`money`]: formatting integer cents for people.
-//! - [`telemetry`]: logging setup.
+//! - [`telemetry`]: logs, traces and metrics exporters (Application Insights with Live Metrics,
+//!   OTLP); [`metrics`]: the instruments, and Prometheus text for the admin port;
+//!   [`web::observe`]: the per-request span, metrics and synthetic-traffic tag.
 
 pub mod cart;
 pub mod checkout;
@@ -33,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod money;
 pub mod server;
 pub mod state;

@@ -8,7 +8,13 @@ use doorbuster::{server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log_format);
+    let log_format = cli.log_format;
+    let command = cli.into_command();
+    // `serve` installs logging together with its exporters (inside the runtime, which the
+    // exporters run on); the other roles only log.
+    if !matches!(command, Command::Serve(_)) {
+        telemetry::init_logging(log_format);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,8 +26,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.into_command() {
-            Command::Serve(args) => server::run(args).await,
+        match command {
+            Command::Serve(args) => server::run(args, log_format).await,
             Command::Migrate(args) => server::migrate(args).await,
         }
     });

@@ -14,16 +14,23 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MigrateArgs, ServeArgs};
+use std::net::SocketAddr;
+
+use crate::config::{LogFormat, MigrateArgs, ServeArgs};
 use crate::db::seed::{self, SeedReport};
 use crate::db::{Db, redact_url};
 use crate::state::AppState;
+use crate::telemetry::Telemetry;
 use crate::web;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How long telemetry may take to flush at shutdown: inside Kubernetes' grace period.
+const TELEMETRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `doorbuster serve`.
-pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
+pub async fn run(args: ServeArgs, log_format: LogFormat) -> Result<(), BoxError> {
+    let telemetry = Telemetry::install(&args.telemetry, log_format)?;
     let db = connect(&args.database.options()).await?;
     if args.skip_migrations {
         tracing::info!("skipping migrations (DOORBUSTER_SKIP_MIGRATIONS)");
@@ -34,12 +41,45 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| format!("cannot listen on {addr}: {error} (set PORT or --port)"))?;
+    let admin_addr = SocketAddr::new(args.host, args.admin_port);
+    let admin_listener = TcpListener::bind(admin_addr).await.map_err(|error| {
+        format!(
+            "cannot listen on {admin_addr}: {error} (set DOORBUSTER_ADMIN_PORT or --admin-port)"
+        )
+    })?;
+    let state = AppState::with_metrics(db.clone(), args.web(), telemetry.metrics.clone());
+    tracing::info!(
+        "telemetry: Prometheus: on (http://{}/metrics)",
+        admin_listener.local_addr()?
+    );
     tracing::info!("Doorbuster is open at http://{}", listener.local_addr()?);
-    let state = AppState::new(db.clone(), args.web());
-    serve(listener, state, args.drain_delay, shutdown_signal()).await?;
+
+    // The admin listener outlives the shop's drain so the last scrapes still see the totals.
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn(serve_admin(
+        admin_listener,
+        state.clone(),
+        admin_stop.clone(),
+    ));
+    let served = serve(listener, state, args.drain_delay, shutdown_signal()).await;
+    admin_stop.cancel();
+    let _ = admin.await;
     db.close().await;
+    telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT).await;
+    served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin listener: Prometheus metrics, never exposed by the public Service.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, web::admin_router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
 }
 
 /// `doorbuster migrate`.

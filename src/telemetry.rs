@@ -1,24 +1,327 @@
-//! Logging setup: readable text in a terminal, JSON lines for collectors, verbosity from `RUST_LOG`.
+//! Telemetry setup: logs, traces and metrics, configured once at start and flushed at shutdown.
+//!
+//! - Logs: readable text in a terminal, JSON lines for collectors (`LOG_FORMAT=json`), level from
+//!   `RUST_LOG`. Inside a request, JSON lines carry the request span's `trace_id` and `span_id`.
+//! - Traces: `tracing` spans bridged to OpenTelemetry, exported to Application Insights (with Live
+//!   Metrics) when `APPLICATIONINSIGHTS_CONNECTION_STRING` is set and over OTLP/HTTP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The exporting layer has its own filter, so a quiet
+//!   `RUST_LOG=warn` does not silence request spans.
+//! - Metrics: [`crate::metrics`], with periodic exporters to the same two destinations.
+//!
+//! Exporters run on background tasks with bounded queues: an unreachable endpoint costs dropped
+//! telemetry, never slower requests. [`Telemetry::shutdown`] flushes within a deadline.
 
-use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_http::HttpClient;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use tracing::Subscriber;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{Layer, Registry};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TelemetryArgs};
+use crate::metrics::{MetricReaderBox, Metrics};
 
-/// Installs the global subscriber. Call once, before anything logs.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Installs logging only (for `migrate` and `loadgen`, which export nothing).
 pub fn init_logging(format: LogFormat) {
+    let subscriber = Registry::default().with(log_layer(format));
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("logging was already set up");
+    }
+}
+
+fn log_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a person at a terminal; a pod's log collector would store the escapes.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
+        // Colours only for a person at a terminal; a pod's log collector would store the escapes.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init(),
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// The running telemetry pipeline. Keep it alive for the life of the server, then call
+/// [`Telemetry::shutdown`].
+#[derive(Debug)]
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+/// One line per exporter for the start-up log, with secrets left out.
+#[derive(Debug, Default)]
+pub struct ExporterReport {
+    pub lines: Vec<String>,
+}
+
+/// What the connection string says, minus the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStringSummary {
+    pub ingestion_endpoint: String,
+    pub live_endpoint: String,
+}
+
+/// Checks an Application Insights connection string and extracts the endpoints for the log.
+/// Instrumentation keys alone are no longer accepted by Azure: a connection string is required.
+pub fn parse_connection_string(value: &str) -> Result<ConnectionStringSummary, String> {
+    let mut key = None;
+    let mut ingestion = None;
+    let mut live = None;
+    for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, field)) = part.split_once('=') else {
+            return Err(format!(
+                "'{}…' is not a Name=value pair",
+                part.chars().take(12).collect::<String>()
+            ));
+        };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "instrumentationkey" => key = Some(field.trim()),
+            "ingestionendpoint" => ingestion = Some(field.trim().trim_end_matches('/').to_owned()),
+            "liveendpoint" => live = Some(field.trim().trim_end_matches('/').to_owned()),
+            _ => {}
+        }
+    }
+    if key.is_none_or(str::is_empty) {
+        return Err(
+            "it has no InstrumentationKey (copy the whole connection string from the \
+                    Application Insights resource's Overview page)"
+                .to_owned(),
+        );
+    }
+    Ok(ConnectionStringSummary {
+        ingestion_endpoint: ingestion
+            .unwrap_or_else(|| "https://dc.services.visualstudio.com".to_owned()),
+        live_endpoint: live.unwrap_or_else(|| "https://rt.services.visualstudio.com".to_owned()),
+    })
+}
+
+/// The OpenTelemetry resource: who is reporting. `service.instance.id` and `host.name` are the
+/// pod name so Application Insights shows one role instance (and one Live Metrics server) per pod.
+pub fn resource(args: &TelemetryArgs) -> Resource {
+    let instance = args.instance();
+    let mut attributes = vec![
+        KeyValue::new("service.name", args.otel_service_name.clone()),
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("service.instance.id", instance.clone()),
+        KeyValue::new("host.name", instance.clone()),
+        KeyValue::new("k8s.pod.name", instance),
+    ];
+    if let Some(node) = args.node_name.as_ref().filter(|n| !n.is_empty()) {
+        attributes.push(KeyValue::new("k8s.node.name", node.clone()));
+    }
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .build()
+}
+
+impl Telemetry {
+    /// Builds the exporters the arguments switch on and a subscriber that feeds them. The
+    /// caller installs the subscriber (globally in `serve`, per test in tests). Must be called
+    /// inside a Tokio runtime (exporters run as tasks on it).
+    pub fn build<C>(
+        args: &TelemetryArgs,
+        format: LogFormat,
+        client: C,
+    ) -> Result<(Telemetry, Box<dyn Subscriber + Send + Sync>, ExporterReport), BoxError>
+    where
+        C: HttpClient + Clone + 'static,
+    {
+        let resource = resource(args);
+        let mut report = ExporterReport::default();
+        let mut tracer_builder = SdkTracerProvider::builder().with_resource(resource.clone());
+        let mut readers: Vec<Box<dyn MetricReaderBox>> = Vec::new();
+        let mut tracing_on = false;
+        let interval = Duration::from_millis(args.otel_metric_export_interval.max(1_000));
+
+        match args
+            .applicationinsights_connection_string
+            .as_deref()
+            .map(str::trim)
+        {
+            Some(connection_string) if !connection_string.is_empty() => {
+                let summary = parse_connection_string(connection_string).map_err(|reason| {
+                    format!("APPLICATIONINSIGHTS_CONNECTION_STRING is malformed: {reason}")
+                })?;
+                let exporter =
+                    opentelemetry_application_insights::Exporter::new_from_connection_string(
+                        connection_string,
+                        client.clone(),
+                    )
+                    .map_err(|error| {
+                        format!("APPLICATIONINSIGHTS_CONNECTION_STRING is malformed: {error}")
+                    })?
+                    .with_resource_attributes_in_events_and_logs(false);
+                tracer_builder = tracer_builder
+                    .with_span_processor(
+                        BatchSpanProcessor::builder(exporter.clone(), Tokio).build(),
+                    )
+                    .with_span_processor(
+                        opentelemetry_application_insights::LiveMetricsSpanProcessor::new(
+                            exporter.clone(),
+                            Tokio,
+                        ),
+                    );
+                readers.push(Box::new(
+                    PeriodicReader::builder(exporter, Tokio)
+                        .with_interval(interval)
+                        .build(),
+                ));
+                tracing_on = true;
+                report.lines.push(format!(
+                    "Application Insights: on (ingestion {}, Live Metrics {}, role {}, instance {})",
+                    summary.ingestion_endpoint,
+                    summary.live_endpoint,
+                    args.otel_service_name,
+                    args.instance()
+                ));
+            }
+            _ => report.lines.push(
+                "Application Insights: off (set APPLICATIONINSIGHTS_CONNECTION_STRING)".to_owned(),
+            ),
+        }
+
+        match args.otel_exporter_otlp_endpoint.as_deref().map(str::trim) {
+            Some(endpoint) if !endpoint.is_empty() => {
+                use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+                let base = endpoint.trim_end_matches('/');
+                let spans = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_http_client(client.clone())
+                    .with_endpoint(format!("{base}/v1/traces"))
+                    .build()
+                    .map_err(|error| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {error}"))?;
+                let metrics = opentelemetry_otlp::MetricExporter::builder()
+                    .with_http()
+                    .with_http_client(client.clone())
+                    .with_endpoint(format!("{base}/v1/metrics"))
+                    .build()
+                    .map_err(|error| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {error}"))?;
+                tracer_builder = tracer_builder
+                    .with_span_processor(BatchSpanProcessor::builder(spans, Tokio).build());
+                readers.push(Box::new(
+                    PeriodicReader::builder(metrics, Tokio)
+                        .with_interval(interval)
+                        .build(),
+                ));
+                tracing_on = true;
+                report
+                    .lines
+                    .push(format!("OTLP: on (traces and metrics to {base})"));
+            }
+            _ => report
+                .lines
+                .push("OTLP: off (set OTEL_EXPORTER_OTLP_ENDPOINT)".to_owned()),
+        }
+
+        let metrics = Metrics::with_readers(resource, readers);
+        let tracer_provider = tracing_on.then(|| tracer_builder.build());
+        let otel_layer = tracer_provider.as_ref().map(|provider| {
+            // Its own filter: request and database spans from this crate, warnings from others,
+            // whatever RUST_LOG says about the console.
+            let filter = Targets::new()
+                .with_target("doorbuster", LevelFilter::INFO)
+                .with_default(LevelFilter::WARN);
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("doorbuster"))
+                .with_error_events_to_exceptions(true)
+                .with_error_events_to_status(false)
+                .with_filter(filter)
+        });
+        let subscriber = Registry::default().with(log_layer(format)).with(otel_layer);
+        Ok((
+            Telemetry {
+                metrics,
+                tracer_provider,
+            },
+            Box::new(subscriber),
+            report,
+        ))
+    }
+
+    /// Builds telemetry for `serve` with an HTTP client that honours `SSL_CERT_FILE`,
+    /// `HTTPS_PROXY` and `NO_PROXY`, installs it globally and logs one line per exporter.
+    pub fn install(args: &TelemetryArgs, format: LogFormat) -> Result<Telemetry, BoxError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| format!("cannot build the telemetry HTTP client: {error}"))?;
+        let (telemetry, subscriber, report) = Telemetry::build(args, format, client)?;
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|error| format!("cannot install the logger: {error}"))?;
+        for line in &report.lines {
+            tracing::info!("telemetry: {line}");
+        }
+        Ok(telemetry)
+    }
+
+    /// Flushes spans and metrics, giving up after `within` so a dead endpoint cannot hold the
+    /// shutdown (an unreachable ingestion endpoint otherwise keeps the exporter retrying).
+    pub async fn shutdown(self, within: Duration) {
+        let Telemetry {
+            metrics,
+            tracer_provider,
+        } = self;
+        // Provider shutdown blocks on the exporter tasks, which run on this runtime: do it on a
+        // blocking thread so the runtime keeps driving them.
+        let flush = tokio::task::spawn_blocking(move || {
+            if let Some(provider) = tracer_provider
+                && let Err(error) = provider.shutdown_with_timeout(within)
+            {
+                tracing::warn!(%error, "trace exporters did not shut down cleanly");
+            }
+            metrics.shutdown_blocking(within);
+        });
+        if tokio::time::timeout(within + Duration::from_secs(1), flush)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?within,
+                "telemetry flush timed out; some telemetry was dropped"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings_are_checked_and_summarised() {
+        let summary = parse_connection_string(
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://westeurope.livediagnostics.monitor.azure.com/;ApplicationId=x",
+        )
+        .unwrap();
+        assert_eq!(
+            summary.ingestion_endpoint,
+            "https://westeurope-5.in.applicationinsights.azure.com"
+        );
+        assert!(parse_connection_string("IngestionEndpoint=https://x").is_err());
+        assert!(parse_connection_string("just-a-key").is_err());
+        assert!(parse_connection_string("InstrumentationKey=").is_err());
     }
 }

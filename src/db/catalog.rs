@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::{Db, DbError, with_reader};
+use super::{Db, DbError, detached, with_reader};
 
 /// At or below this many units a product shows "Only N left".
 pub const LOW_STOCK_THRESHOLD: i64 = 10;
@@ -158,21 +158,30 @@ fn listing_sql(sort: Sort) -> &'static str {
     }
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT categories", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "categories"))]
 pub async fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
-    const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
-         (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
-         FROM categories c ORDER BY c.position, c.slug";
-    with_reader!(db, pool => Ok(sqlx::query_as(SQL).fetch_all(pool).await?))
+    detached(async move {
+        const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
+             (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
+             FROM categories c ORDER BY c.position, c.slug";
+        with_reader!(db, pool => Ok(sqlx::query_as(SQL).fetch_all(pool).await?))
+    })
+    .await
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT categories", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "categories"))]
 pub async fn category(db: &Db, slug: &str) -> Result<Option<Category>, DbError> {
-    const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
-         (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
-         FROM categories c WHERE c.slug = $1";
-    with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
+    detached(async move {
+        const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
+             (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
+             FROM categories c WHERE c.slug = $1";
+        with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
+    })
+    .await
 }
 
 /// A page of products, optionally within one category.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn products(
     db: &Db,
     category: Option<&str>,
@@ -180,64 +189,88 @@ pub async fn products(
     limit: i64,
     offset: i64,
 ) -> Result<ProductPage, DbError> {
-    const COUNT_SQL: &str =
-        "SELECT COUNT(*) FROM products WHERE ($1 IS NULL OR category_slug = $1)";
-    with_reader!(db, pool => {
-        let items = sqlx::query_as(listing_sql(sort))
-            .bind(category)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar(COUNT_SQL).bind(category).fetch_one(pool).await?;
-        Ok(ProductPage { items, total })
+    detached(async move {
+        const COUNT_SQL: &str =
+            "SELECT COUNT(*) FROM products WHERE ($1 IS NULL OR category_slug = $1)";
+        with_reader!(db, pool => {
+            let items = sqlx::query_as(listing_sql(sort))
+                .bind(category)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(COUNT_SQL).bind(category).fetch_one(pool).await?;
+            Ok(ProductPage { items, total })
+        })
     })
+    .await
 }
 
 /// The doorbuster deals for the home page hero, in stock first.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn doorbusters(db: &Db) -> Result<Vec<Product>, DbError> {
-    const SQL: &str = select_products!(
-        "WHERE doorbuster ORDER BY stock = 0, price_cents * 100 / NULLIF(list_price_cents, 0), id"
-    );
-    with_reader!(db, pool => Ok(sqlx::query_as(SQL).fetch_all(pool).await?))
+    detached(async move {
+        const SQL: &str = select_products!(
+            "WHERE doorbuster ORDER BY stock = 0, price_cents * 100 / NULLIF(list_price_cents, 0), id"
+        );
+        with_reader!(db, pool => Ok(sqlx::query_as(SQL).fetch_all(pool).await?))
+    })
+    .await
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn product_by_slug(db: &Db, slug: &str) -> Result<Option<Product>, DbError> {
-    const SQL: &str = select_products!("WHERE slug = $1");
-    with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
+    detached(async move {
+        const SQL: &str = select_products!("WHERE slug = $1");
+        with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
+    })
+    .await
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn product_by_id(db: &Db, id: i64) -> Result<Option<Product>, DbError> {
-    const SQL: &str = select_products!("WHERE id = $1");
-    with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?))
+    detached(async move {
+        const SQL: &str = select_products!("WHERE id = $1");
+        with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?))
+    })
+    .await
 }
 
 /// Other products of the same category, for "You may also like".
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn related(db: &Db, product: &Product, limit: i64) -> Result<Vec<Product>, DbError> {
-    const SQL: &str =
-        select_products!("WHERE category_slug = $1 AND id <> $2 ORDER BY rating DESC, id LIMIT $3");
-    with_reader!(db, pool => Ok(sqlx::query_as(SQL)
-        .bind(&product.category_slug)
-        .bind(product.id)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?))
+    detached(async move {
+        const SQL: &str = select_products!(
+            "WHERE category_slug = $1 AND id <> $2 ORDER BY rating DESC, id LIMIT $3"
+        );
+        with_reader!(db, pool => Ok(sqlx::query_as(SQL)
+            .bind(&product.category_slug)
+            .bind(product.id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?))
+    })
+    .await
 }
 
 /// The products with these ids, in no particular order; unknown ids are simply absent.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn products_by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Product>, DbError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    with_reader!(db, pool => {
-        let mut query = QueryBuilder::new(select_products!("WHERE id IN ("));
-        let mut separated = query.separated(", ");
-        for id in ids {
-            separated.push_bind(*id);
+    detached(async move {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        query.push(")");
-        Ok(query.build_query_as().fetch_all(pool).await?)
+        with_reader!(db, pool => {
+            let mut query = QueryBuilder::new(select_products!("WHERE id IN ("));
+            let mut separated = query.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            query.push(")");
+            Ok(query.build_query_as().fetch_all(pool).await?)
+        })
     })
+    .await
 }
 
 /// Presentation helpers used by templates and the API.

@@ -49,6 +49,17 @@ macro_rules! with_writer {
 }
 pub(crate) use {with_reader, with_writer};
 
+/// Runs a database call with no current tracing span.
+///
+/// sqlx's SQLite worker thread keeps the span that was current when a command was sent, and can
+/// hold it (entered) long after the query returns. Were that the request's span, the request
+/// would stay open and its telemetry would be late or lost. The `#[tracing::instrument]` span of
+/// each `db` function still times the call; only the worker no longer sees it.
+pub(crate) async fn detached<F: std::future::Future>(call: F) -> F::Output {
+    use tracing::Instrument as _;
+    call.instrument(tracing::Span::none()).await
+}
+
 /// How to reach the database; built from the configuration.
 #[derive(Clone)]
 pub struct DbOptions {
@@ -245,6 +256,7 @@ impl Db {
     }
 
     /// A cheap round trip, used by `/readyz`.
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.name = "SELECT 1", otel.kind = "client", db.system.name = self.engine().as_str()))]
     pub async fn ping(&self) -> Result<(), DbError> {
         with_reader!(self, pool => {
             sqlx::query("SELECT 1").execute(pool).await?;

@@ -10,7 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Db, DbError, violated_constraint, with_reader, with_writer};
+use super::{Db, DbError, detached, violated_constraint, with_reader, with_writer};
 
 /// Who the order ships to. Validated by [`crate::checkout`] before it gets here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -116,160 +116,172 @@ struct OrderRow {
 }
 
 /// Takes the stock and writes the order, or explains why not.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "INSERT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "INSERT", db.collection.name = "orders"))]
 pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError> {
-    if let Some(key) = new.idempotency_key
-        && let Some(outcome) = replay(db, key, new.fingerprint).await?
-    {
-        return Ok(outcome);
-    }
-    // Lock rows in one global order (by product id) so concurrent PostgreSQL transactions cannot
-    // deadlock on each other's stock rows.
-    let mut lines = new.lines.to_vec();
-    lines.sort_by_key(|line| line.product_id);
-    let order_id = new_order_id();
-    // PostgreSQL keeps microseconds: truncate so the order returned now equals the order read later.
-    let now = OffsetDateTime::now_utc();
-    let created_at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
+    detached(async move {
+        if let Some(key) = new.idempotency_key
+            && let Some(outcome) = replay(db, key, new.fingerprint).await?
+        {
+            return Ok(outcome);
+        }
+        // Lock rows in one global order (by product id) so concurrent PostgreSQL transactions cannot
+        // deadlock on each other's stock rows.
+        let mut lines = new.lines.to_vec();
+        lines.sort_by_key(|line| line.product_id);
+        let order_id = new_order_id();
+        // PostgreSQL keeps microseconds: truncate so the order returned now equals the order read later.
+        let now = OffsetDateTime::now_utc();
+        let created_at = now
+            .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now);
 
-    with_writer!(db, pool => {
-        let mut tx = pool.begin().await?;
-        let mut taken = Vec::with_capacity(lines.len());
-        let mut short = Vec::new();
-        let mut unknown = Vec::new();
-        for line in &lines {
-            let row: Option<(String, i64)> = sqlx::query_as(TAKE_STOCK)
-                .bind(line.quantity)
-                .bind(line.product_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match row {
-                Some((product_name, unit_price_cents)) => taken.push(OrderLine {
-                    product_id: line.product_id,
-                    product_name,
-                    unit_price_cents,
-                    quantity: line.quantity,
-                }),
-                None => {
-                    let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
-                        .bind(line.product_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    match current {
-                        Some((name, available)) => short.push(Shortage {
-                            product_id: line.product_id,
-                            name,
-                            requested: line.quantity,
-                            available,
-                        }),
-                        None => unknown.push(line.product_id),
+        with_writer!(db, pool => {
+            let mut tx = pool.begin().await?;
+            let mut taken = Vec::with_capacity(lines.len());
+            let mut short = Vec::new();
+            let mut unknown = Vec::new();
+            for line in &lines {
+                let row: Option<(String, i64)> = sqlx::query_as(TAKE_STOCK)
+                    .bind(line.quantity)
+                    .bind(line.product_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match row {
+                    Some((product_name, unit_price_cents)) => taken.push(OrderLine {
+                        product_id: line.product_id,
+                        product_name,
+                        unit_price_cents,
+                        quantity: line.quantity,
+                    }),
+                    None => {
+                        let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
+                            .bind(line.product_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        match current {
+                            Some((name, available)) => short.push(Shortage {
+                                product_id: line.product_id,
+                                name,
+                                requested: line.quantity,
+                                available,
+                            }),
+                            None => unknown.push(line.product_id),
+                        }
                     }
                 }
             }
-        }
-        if !unknown.is_empty() || !short.is_empty() {
-            tx.rollback().await?;
-            return Ok(if unknown.is_empty() {
-                PlaceOutcome::OutOfStock(short)
-            } else {
-                PlaceOutcome::UnknownProducts(unknown)
-            });
-        }
-        let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
-        let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
-        let customer = new.customer;
-        let inserted = sqlx::query(INSERT_ORDER)
-            .bind(&order_id)
-            .bind(new.idempotency_key)
-            .bind(new.fingerprint)
-            .bind(&customer.name)
-            .bind(&customer.email)
-            .bind(&customer.address)
-            .bind(&customer.city)
-            .bind(&customer.postal_code)
-            .bind(&customer.country)
-            .bind(item_count)
-            .bind(total_cents)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await;
-        match inserted {
-            // Another request with the same key committed first (PostgreSQL blocks on the unique
-            // index until it does). Dropping the transaction rolls back the stock taken here.
-            Err(error)
-                if violated_constraint(&error).as_deref() == Some("orders_idempotency_key_key") => {}
-            Err(error) => return Err(error.into()),
-            Ok(_) => {
-                for line in &taken {
-                    sqlx::query(INSERT_LINE)
-                        .bind(&order_id)
-                        .bind(line.product_id)
-                        .bind(&line.product_name)
-                        .bind(line.unit_price_cents)
-                        .bind(line.quantity)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                return Ok(PlaceOutcome::Placed(Order {
-                    id: order_id,
-                    customer: customer.clone(),
-                    lines: taken,
-                    item_count,
-                    total_cents,
-                    created_at,
-                }));
+            if !unknown.is_empty() || !short.is_empty() {
+                tx.rollback().await?;
+                return Ok(if unknown.is_empty() {
+                    PlaceOutcome::OutOfStock(short)
+                } else {
+                    PlaceOutcome::UnknownProducts(unknown)
+                });
             }
+            let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
+            let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
+            let customer = new.customer;
+            let inserted = sqlx::query(INSERT_ORDER)
+                .bind(&order_id)
+                .bind(new.idempotency_key)
+                .bind(new.fingerprint)
+                .bind(&customer.name)
+                .bind(&customer.email)
+                .bind(&customer.address)
+                .bind(&customer.city)
+                .bind(&customer.postal_code)
+                .bind(&customer.country)
+                .bind(item_count)
+                .bind(total_cents)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                // Another request with the same key committed first (PostgreSQL blocks on the unique
+                // index until it does). Dropping the transaction rolls back the stock taken here.
+                Err(error)
+                    if violated_constraint(&error).as_deref() == Some("orders_idempotency_key_key") => {}
+                Err(error) => return Err(error.into()),
+                Ok(_) => {
+                    for line in &taken {
+                        sqlx::query(INSERT_LINE)
+                            .bind(&order_id)
+                            .bind(line.product_id)
+                            .bind(&line.product_name)
+                            .bind(line.unit_price_cents)
+                            .bind(line.quantity)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(PlaceOutcome::Placed(Order {
+                        id: order_id,
+                        customer: customer.clone(),
+                        lines: taken,
+                        item_count,
+                        total_cents,
+                        created_at,
+                    }));
+                }
+            }
+        });
+        // Only a lost race for the idempotency key gets here.
+        let key = new.idempotency_key.unwrap_or_default();
+        match replay(db, key, new.fingerprint).await? {
+            Some(outcome) => Ok(outcome),
+            // The conflicting order vanished between the two statements: orders are never deleted,
+            // so this is a broken invariant, not a user error.
+            None => Err(DbError::Other(sqlx::Error::RowNotFound)),
         }
-    });
-    // Only a lost race for the idempotency key gets here.
-    let key = new.idempotency_key.unwrap_or_default();
-    match replay(db, key, new.fingerprint).await? {
-        Some(outcome) => Ok(outcome),
-        // The conflicting order vanished between the two statements: orders are never deleted,
-        // so this is a broken invariant, not a user error.
-        None => Err(DbError::Other(sqlx::Error::RowNotFound)),
-    }
+    })
+    .await
 }
 
 /// The earlier outcome for an idempotency key, if the key was used before.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "orders"))]
 async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<PlaceOutcome>, DbError> {
-    let existing: Option<(String, String)> = with_writer!(db, pool => {
-        // Read through the writer: on SQLite that sees the latest commit without waiting for
-        // reader snapshots, and on PostgreSQL it is the same pool.
-        sqlx::query_as(SELECT_BY_KEY).bind(key).fetch_optional(pool).await?
-    });
-    let Some((order_id, stored_fingerprint)) = existing else {
-        return Ok(None);
-    };
-    if stored_fingerprint != fingerprint {
-        return Ok(Some(PlaceOutcome::KeyReused));
-    }
-    match order(db, &order_id).await? {
-        Some(order) => Ok(Some(PlaceOutcome::Replayed(order))),
-        None => Err(DbError::Other(sqlx::Error::RowNotFound)),
-    }
+    detached(async move {
+        let existing: Option<(String, String)> = with_writer!(db, pool => {
+            // Read through the writer: on SQLite that sees the latest commit without waiting for
+            // reader snapshots, and on PostgreSQL it is the same pool.
+            sqlx::query_as(SELECT_BY_KEY).bind(key).fetch_optional(pool).await?
+        });
+        let Some((order_id, stored_fingerprint)) = existing else {
+            return Ok(None);
+        };
+        if stored_fingerprint != fingerprint {
+            return Ok(Some(PlaceOutcome::KeyReused));
+        }
+        match order(db, &order_id).await? {
+            Some(order) => Ok(Some(PlaceOutcome::Replayed(order))),
+            None => Err(DbError::Other(sqlx::Error::RowNotFound)),
+        }
+    })
+    .await
 }
 
 /// One order with its lines.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "orders"))]
 pub async fn order(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
-    with_reader!(db, pool => {
-        let Some(row): Option<OrderRow> =
-            sqlx::query_as(SELECT_ORDER).bind(id).fetch_optional(pool).await?
-        else {
-            return Ok(None);
-        };
-        let lines: Vec<OrderLine> = sqlx::query_as(SELECT_LINES).bind(id).fetch_all(pool).await?;
-        Ok(Some(Order {
-            id: row.id,
-            customer: row.customer,
-            lines,
-            item_count: row.item_count,
-            total_cents: row.total_cents,
-            created_at: row.created_at,
-        }))
+    detached(async move {
+        with_reader!(db, pool => {
+            let Some(row): Option<OrderRow> =
+                sqlx::query_as(SELECT_ORDER).bind(id).fetch_optional(pool).await?
+            else {
+                return Ok(None);
+            };
+            let lines: Vec<OrderLine> = sqlx::query_as(SELECT_LINES).bind(id).fetch_all(pool).await?;
+            Ok(Some(Order {
+                id: row.id,
+                customer: row.customer,
+                lines,
+                item_count: row.item_count,
+                total_cents: row.total_cents,
+                created_at: row.created_at,
+            }))
+        })
     })
+    .await
 }
 
 /// How many orders exist; used by tests and the load generator's report.

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{Db, DbError, with_writer};
+use super::{Db, DbError, detached, with_writer};
 
 /// The catalog file, embedded at compile time.
 const CATALOG_JSON: &str = include_str!("../../seed/catalog.json");
@@ -55,54 +55,62 @@ pub struct SeedReport {
 }
 
 /// Inserts the categories and products that are not in the database yet.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "INSERT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "INSERT", db.collection.name = "products"))]
 pub async fn seed(db: &Db) -> Result<SeedReport, DbError> {
-    const INSERT_CATEGORY: &str = "INSERT INTO categories (slug, name, tagline, position) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (slug) DO NOTHING";
-    const INSERT_PRODUCT: &str = "INSERT INTO products (slug, category_slug, name, description, \
-         price_cents, list_price_cents, stock, rating, review_count, doorbuster, seed_stock) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7) ON CONFLICT (slug) DO NOTHING";
-    let catalog =
-        catalog().map_err(|error| DbError::Other(sqlx::Error::Decode(Box::new(error))))?;
-    let mut report = SeedReport::default();
-    with_writer!(db, pool => {
-        let mut tx = pool.begin().await?;
-        for category in &catalog.categories {
-            report.categories_added += sqlx::query(INSERT_CATEGORY)
-                .bind(&category.slug)
-                .bind(&category.name)
-                .bind(&category.tagline)
-                .bind(category.position)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        for product in &catalog.products {
-            report.products_added += sqlx::query(INSERT_PRODUCT)
-                .bind(&product.slug)
-                .bind(&product.category)
-                .bind(&product.name)
-                .bind(&product.description)
-                .bind(product.price_cents)
-                .bind(product.list_price_cents)
-                .bind(product.stock)
-                .bind(product.rating)
-                .bind(product.review_count)
-                .bind(product.doorbuster)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-    });
-    Ok(report)
+    detached(async move {
+        const INSERT_CATEGORY: &str = "INSERT INTO categories (slug, name, tagline, position) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (slug) DO NOTHING";
+        const INSERT_PRODUCT: &str = "INSERT INTO products (slug, category_slug, name, description, \
+             price_cents, list_price_cents, stock, rating, review_count, doorbuster, seed_stock) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7) ON CONFLICT (slug) DO NOTHING";
+        let catalog =
+            catalog().map_err(|error| DbError::Other(sqlx::Error::Decode(Box::new(error))))?;
+        let mut report = SeedReport::default();
+        with_writer!(db, pool => {
+            let mut tx = pool.begin().await?;
+            for category in &catalog.categories {
+                report.categories_added += sqlx::query(INSERT_CATEGORY)
+                    .bind(&category.slug)
+                    .bind(&category.name)
+                    .bind(&category.tagline)
+                    .bind(category.position)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            for product in &catalog.products {
+                report.products_added += sqlx::query(INSERT_PRODUCT)
+                    .bind(&product.slug)
+                    .bind(&product.category)
+                    .bind(&product.name)
+                    .bind(&product.description)
+                    .bind(product.price_cents)
+                    .bind(product.list_price_cents)
+                    .bind(product.stock)
+                    .bind(product.rating)
+                    .bind(product.review_count)
+                    .bind(product.doorbuster)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(report)
+    })
+    .await
 }
 
 /// Puts every product's stock back to its seeded level. Orders already placed are kept.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "UPDATE products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "UPDATE", db.collection.name = "products"))]
 pub async fn restock(db: &Db) -> Result<u64, DbError> {
-    with_writer!(db, pool => Ok(sqlx::query("UPDATE products SET stock = seed_stock")
-        .execute(pool)
-        .await?
-        .rows_affected()))
+    detached(async move {
+        with_writer!(db, pool => Ok(sqlx::query("UPDATE products SET stock = seed_stock")
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    })
+    .await
 }
 
 #[cfg(test)]

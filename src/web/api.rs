@@ -233,7 +233,9 @@ async fn place_order(
             )
         }
     };
-    let placed = checkout::checkout(&state.db, &request, key).await?;
+    let outcome = checkout::checkout(&state.db, &request, key).await;
+    state.metrics.record_checkout(&outcome);
+    let placed = outcome?;
     let replayed = matches!(placed, Placed::Replayed(_));
     let order = match placed {
         Placed::New(order) | Placed::Replayed(order) => order,

@@ -3,19 +3,20 @@
 //! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
 //! draining shop still answers its orchestrator. Everything else passes, outermost first, through:
 //! security headers (on every response, errors included) → error bodies for bare statuses → panic
-//! catcher → `Connection: close` while draining → request span → compression → timeout → body limit.
+//! catcher → `Connection: close` while draining → request span and metrics ([`observe`]) →
+//! compression → timeout → body limit.
 
 pub mod api;
 pub mod art;
 pub mod assets;
 pub mod extract;
+pub mod observe;
 pub mod pages;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +26,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::error::Problem;
 use crate::health::{self, Health};
@@ -81,7 +81,10 @@ pub fn router(state: AppState) -> Router {
                     state.health.clone(),
                     close_connections_while_draining,
                 ))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(middleware::from_fn_with_state(
+                    state.metrics.clone(),
+                    observe::observe_request,
+                ))
                 .layer(CompressionLayer::new())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -96,22 +99,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+/// The admin listener's routes: metrics for Prometheus (scraped on a port the public Service does
+/// not expose).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
 }
 
-/// One span per request, named by route template so traces group by endpoint, not by URL.
-fn request_span(request: &Request<Body>) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
-        "request",
-        http.request.method = %request.method(),
-        http.route = route,
-        url.path = %request.uri().path(),
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.prometheus_text(),
     )
+}
+
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// Layers and the router answer some errors with a bare status (405, 408, 413, a timeout's 503,

@@ -9,6 +9,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use opentelemetry::KeyValue;
 use serde::Deserialize;
 
 use super::assets;
@@ -465,6 +466,10 @@ pub async fn cart_add(
         cart.add(product.id, quantity.min(room)).map_err(|error| {
             AppError::bad_request(format!("{}.", capitalise(&error.to_string())))
         })?;
+        state.metrics.cart_additions.add(
+            u64::try_from(quantity.min(room)).unwrap_or(0),
+            &[KeyValue::new("doorbuster", product.doorbuster)],
+        );
     }
     let to = format!("/cart?added={}", product.slug);
     Ok((cart_cookie(&cart), Redirect::to(&to)).into_response())
@@ -642,7 +647,9 @@ pub async fn checkout_submit(
         customer: form.customer(),
     };
     let key = checkout::validate_idempotency_key(&form.idempotency_key).ok();
-    let (status, errors, alerts) = match checkout::checkout(&state.db, &request, key).await {
+    let outcome = checkout::checkout(&state.db, &request, key).await;
+    state.metrics.record_checkout(&outcome);
+    let (status, errors, alerts) = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);
             return Ok((cart_cookie(&Cart::default()), Redirect::to(&to)).into_response());

@@ -12,3 +12,4 @@ mod docs;
 mod openapi;
 mod probes;
 mod shutdown;
+mod telemetry;

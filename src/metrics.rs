@@ -1,0 +1,214 @@
+//! The service's metrics, defined once through the OpenTelemetry API and read by every exporter:
+//! Prometheus text on the admin port always, Application Insights and OTLP when configured.
+//!
+//! Names follow the OpenTelemetry semantic conventions where one exists
+//! (`http.server.request.duration` in seconds, `http.server.active_requests`); shop metrics live
+//! under `doorbuster.*`. The Prometheus names (`http_server_request_duration_seconds`,
+//! `doorbuster_orders_total`, …) are what dashboards and autoscalers query; docs/TELEMETRY.md lists
+//! them all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _, UpDownCounter};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+
+use crate::checkout::{CheckoutError, Placed};
+
+/// Request-duration buckets in seconds, 1 ms to 10 s. (The SDK's defaults assume milliseconds.)
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The instruments, plus the provider and Prometheus registry behind them.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    pub request_duration: Histogram<f64>,
+    pub active_requests: UpDownCounter<i64>,
+    pub orders: Counter<u64>,
+    pub items_sold: Counter<u64>,
+    pub revenue_cents: Counter<u64>,
+    pub checkout_rejections: Counter<u64>,
+    pub cart_additions: Counter<u64>,
+}
+
+/// Why a checkout produced no order, as the `reason` label.
+fn rejection_reason(error: &CheckoutError) -> Option<&'static str> {
+    match error {
+        CheckoutError::OutOfStock(_) => Some("out_of_stock"),
+        CheckoutError::Invalid(_) | CheckoutError::UnknownProducts(_) => Some("invalid"),
+        CheckoutError::KeyReused => Some("conflict"),
+        // Database failures are server errors, counted by the request metrics, not rejections.
+        CheckoutError::Db(_) => None,
+    }
+}
+
+impl Metrics {
+    /// Metrics exported through Prometheus only (what tests and a bare `serve` use).
+    pub fn prometheus_only(resource: opentelemetry_sdk::Resource) -> Arc<Metrics> {
+        Self::with_readers(resource, Vec::new())
+    }
+
+    /// Metrics exported through Prometheus and through each extra reader (periodic exporters).
+    pub fn with_readers(
+        resource: opentelemetry_sdk::Resource,
+        readers: Vec<Box<dyn MetricReaderBox>>,
+    ) -> Arc<Metrics> {
+        let registry = prometheus::Registry::new();
+        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        match opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_reader(exporter),
+            Err(error) => tracing::error!(%error, "cannot set up the Prometheus exporter"),
+        }
+        for reader in readers {
+            builder = reader.attach(builder);
+        }
+        let provider = builder.build();
+        let meter = provider.meter("doorbuster");
+        let metrics = Metrics {
+            request_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Duration of HTTP server requests")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            active_requests: meter
+                .i64_up_down_counter("http.server.active_requests")
+                .with_description("Number of HTTP server requests in flight")
+                .build(),
+            orders: meter
+                .u64_counter("doorbuster.orders")
+                .with_description("Orders placed")
+                .build(),
+            items_sold: meter
+                .u64_counter("doorbuster.items_sold")
+                .with_description("Units sold across all orders")
+                .build(),
+            revenue_cents: meter
+                .u64_counter("doorbuster.revenue_cents")
+                .with_description("Revenue of placed orders, in US cents")
+                .build(),
+            checkout_rejections: meter
+                .u64_counter("doorbuster.checkout.rejections")
+                .with_description("Checkouts that placed no order, by reason")
+                .build(),
+            cart_additions: meter
+                .u64_counter("doorbuster.cart.additions")
+                .with_description("Products added to carts")
+                .build(),
+            provider,
+            registry,
+        };
+        register_process_metrics(&meter);
+        Arc::new(metrics)
+    }
+
+    /// Counts what a checkout did: an order with its items and revenue, or a rejection by reason.
+    /// Replays of an idempotent request count nothing: the order was counted the first time.
+    pub fn record_checkout(&self, outcome: &Result<Placed, CheckoutError>) {
+        match outcome {
+            Ok(Placed::New(order)) => {
+                self.orders.add(1, &[]);
+                self.items_sold
+                    .add(u64::try_from(order.item_count).unwrap_or(0), &[]);
+                self.revenue_cents
+                    .add(u64::try_from(order.total_cents).unwrap_or(0), &[]);
+            }
+            Ok(Placed::Replayed(_)) => {}
+            Err(error) => {
+                if let Some(reason) = rejection_reason(error) {
+                    self.checkout_rejections
+                        .add(1, &[KeyValue::new("reason", reason)]);
+                }
+            }
+        }
+    }
+
+    /// The current values in Prometheus text format.
+    pub fn prometheus_text(&self) -> String {
+        use prometheus::Encoder as _;
+        let mut buffer = Vec::new();
+        if let Err(error) =
+            prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)
+        {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Flushes and stops the periodic exporters. Blocks: call from a blocking thread.
+    pub fn shutdown_blocking(&self, timeout: Duration) {
+        if let Err(error) = self.provider.shutdown_with_timeout(timeout) {
+            tracing::warn!(%error, "metrics exporters did not shut down cleanly");
+        }
+    }
+}
+
+/// A periodic metric reader, boxed so exporters of different types can be listed together.
+pub trait MetricReaderBox: Send {
+    fn attach(
+        self: Box<Self>,
+        builder: opentelemetry_sdk::metrics::MeterProviderBuilder,
+    ) -> opentelemetry_sdk::metrics::MeterProviderBuilder;
+}
+
+impl<R: MetricReader + 'static> MetricReaderBox for R {
+    fn attach(
+        self: Box<Self>,
+        builder: opentelemetry_sdk::metrics::MeterProviderBuilder,
+    ) -> opentelemetry_sdk::metrics::MeterProviderBuilder {
+        builder.with_reader(*self)
+    }
+}
+
+/// Process CPU time and resident memory, read from `/proc` when asked (Linux only; elsewhere
+/// the instruments report nothing).
+fn register_process_metrics(meter: &opentelemetry::metrics::Meter) {
+    meter
+        .f64_observable_counter("process.cpu.time")
+        .with_unit("s")
+        .with_description("CPU time used by this process (user + system)")
+        .with_callback(|observer| {
+            if let Some(seconds) = process_cpu_seconds() {
+                observer.observe(seconds, &[]);
+            }
+        })
+        .build();
+    meter
+        .i64_observable_gauge("process.memory.usage")
+        .with_unit("By")
+        .with_description("Resident memory of this process")
+        .with_callback(|observer| {
+            if let Some(bytes) = process_resident_bytes() {
+                observer.observe(bytes, &[]);
+            }
+        })
+        .build();
+}
+
+/// User + system CPU seconds from `/proc/self/stat` (fields 14 and 15, in USER_HZ = 100 ticks,
+/// which Linux fixes for user space on every architecture).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces; fields are counted after its closing ')'.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident set size in bytes from `/proc/self/status`.
+pub fn process_resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,156 @@
+//! Per-request observation: one server span named `{METHOD} {route}` with OpenTelemetry HTTP
+//! semantic-convention attributes, continuing the caller's W3C `traceparent`; the request-duration
+//! histogram and in-flight gauge; and the synthetic-traffic tag.
+//!
+//! Synthetic traffic (the load generator, or any client that says so) is marked with the W3C
+//! baggage entry `synthetic=true`; such requests carry `synthetic=true` on their span and metrics so
+//! dashboards can split the Black Friday crowd from real shoppers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::metrics::Metrics;
+
+/// The W3C baggage entry that marks synthetic traffic: `baggage: synthetic=true`.
+pub const SYNTHETIC_BAGGAGE: (&str, &str) = ("synthetic", "true");
+
+/// Whether the request's `baggage` header carries `synthetic=true`.
+pub fn is_synthetic(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("baggage")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|member| member.split(';').next()?.split_once('='))
+        .any(|(key, value)| {
+            key.trim() == SYNTHETIC_BAGGAGE.0 && value.trim() == SYNTHETIC_BAGGAGE.1
+        })
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Decrements the in-flight gauge even when the client goes away mid-request.
+struct InFlight {
+    metrics: Arc<Metrics>,
+    attributes: [KeyValue; 2],
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.active_requests.add(-1, &self.attributes);
+    }
+}
+
+/// Middleware: runs inside the router, where the matched route template is known.
+pub async fn observe_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let synthetic = is_synthetic(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %request.uri().path(),
+        url.scheme = "http",
+        user_agent.original = Empty,
+        http.response.status_code = Empty,
+        synthetic,
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    if let Some(agent) = request
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("user_agent.original", agent);
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    let _ = span.set_parent(parent);
+    // Ids for the JSON logs: the OpenTelemetry ones when traces are exported, else the caller's.
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("span_id", span_context.span_id().to_string());
+    }
+
+    let in_flight_attributes = [
+        KeyValue::new("http.request.method", method.clone()),
+        KeyValue::new("http.route", route.clone()),
+    ];
+    metrics.active_requests.add(1, &in_flight_attributes);
+    let _in_flight = InFlight {
+        metrics: metrics.clone(),
+        attributes: in_flight_attributes,
+    };
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    metrics.request_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route),
+            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            KeyValue::new("synthetic", synthetic),
+        ],
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn synthetic_marker_is_read_from_baggage() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_synthetic(&headers));
+        headers.insert(
+            "baggage",
+            HeaderValue::from_static("userId=alice, synthetic = true;prop=1"),
+        );
+        assert!(is_synthetic(&headers));
+        headers.insert("baggage", HeaderValue::from_static("synthetic=false"));
+        assert!(!is_synthetic(&headers));
+    }
+}

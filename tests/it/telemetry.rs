@@ -1,0 +1,387 @@
+//! Telemetry end to end: a fake Application Insights on 127.0.0.1 receives requests named by
+//! route, database dependencies, metrics and Live Metrics calls; Prometheus text is on the admin
+//! port only.
+
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use doorbuster::config::{LogFormat, TelemetryArgs, WebConfig};
+use doorbuster::server;
+use doorbuster::state::AppState;
+use doorbuster::telemetry::Telemetry;
+use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{TestApp, checkout_body};
+
+/// What the fake ingestion service received: (path, decoded JSON).
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Accepts `POST /v2/track` (gzipped JSON array) and Live Metrics' ping and post, recording all.
+async fn fake_ingestion() -> (String, Received) {
+    async fn record(
+        State(received): State<Received>,
+        uri: Uri,
+        body: Bytes,
+    ) -> axum::response::Response {
+        let mut text = Vec::new();
+        if body.starts_with(&[0x1f, 0x8b]) {
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut text)
+                .unwrap();
+        } else {
+            text = body.to_vec();
+        }
+        let json = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        let path = uri.path().to_owned();
+        let count = json.as_array().map_or(0, Vec::len);
+        received.lock().unwrap().push((path.clone(), json));
+        if path.starts_with("/QuickPulseService.svc") {
+            // Tell the exporter a Live Metrics viewer is watching, so it starts posting.
+            return (StatusCode::OK, [("x-ms-qps-subscribed", "true")], "").into_response();
+        }
+        let answer =
+            serde_json::json!({"itemsReceived": count, "itemsAccepted": count, "errors": []});
+        (StatusCode::OK, axum::Json(answer)).into_response()
+    }
+    let received = Received::default();
+    let app = Router::new()
+        .route("/v2/track", post(record))
+        .route("/QuickPulseService.svc/ping", post(record))
+        .route("/QuickPulseService.svc/post", post(record))
+        .with_state(received.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("127.0.0.1:{}", addr.port()), received)
+}
+
+/// The connection-string parser upgrades every endpoint to https; this client takes loopback
+/// requests back to plain http so they reach the fake. Everything else is the real exporter.
+#[derive(Clone, Debug)]
+struct LoopbackClient(reqwest::Client);
+
+#[async_trait::async_trait]
+impl HttpClient for LoopbackClient {
+    async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let uri = request.uri().to_string();
+        assert!(
+            uri.starts_with("https://127.0.0.1:"),
+            "telemetry must only go to the fake: {uri}"
+        );
+        *request.uri_mut() = uri.replacen("https://", "http://", 1).parse()?;
+        self.0.send_bytes(request).await
+    }
+}
+
+fn args(connection_string: Option<String>) -> TelemetryArgs {
+    TelemetryArgs {
+        applicationinsights_connection_string: connection_string,
+        otel_exporter_otlp_endpoint: None,
+        otel_service_name: "doorbuster".to_owned(),
+        otel_metric_export_interval: 60_000,
+        pod_name: Some("doorbuster-test-pod".to_owned()),
+        node_name: Some("virtual-node-aci-linux".to_owned()),
+    }
+}
+
+fn base_data<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
+    items
+        .iter()
+        .filter(|item| item["data"]["baseType"] == base_type)
+        .map(|item| &item["data"]["baseData"])
+        .collect()
+}
+
+/// After a page view and a checkout, Application Insights has the requests by route with their
+/// result codes, database dependencies, the order metric, and Live Metrics pings and posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_insights_receives_requests_dependencies_metrics_and_live_metrics() {
+    let (fake, received) = fake_ingestion().await;
+    let connection_string = format!(
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
+    );
+    let client = LoopbackClient(reqwest::Client::builder().build().unwrap());
+    let (telemetry, subscriber, report) =
+        Telemetry::build(&args(Some(connection_string)), LogFormat::Text, client).unwrap();
+    assert!(
+        report.lines[0].starts_with("Application Insights: on"),
+        "{:?}",
+        report.lines
+    );
+    assert!(
+        !report
+            .lines
+            .iter()
+            .any(|line| line.contains("00000000-0000")),
+        "the key is never logged"
+    );
+    // Global, as in `serve`: the server's tasks run on every worker thread. (nextest runs each
+    // test in its own process, so this does not leak into other tests.)
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only global subscriber in this process");
+
+    let app = TestApp::sqlite().await;
+    let state = AppState::with_metrics(
+        app.state.db.clone(),
+        WebConfig::default(),
+        telemetry.metrics.clone(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        Duration::ZERO,
+        stop.clone().cancelled_owned(),
+    ));
+
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/")).send().await.unwrap().status(),
+        200
+    );
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await;
+    let order = http
+        .post(format!("{base}/api/checkout"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .json(&checkout_body(&[(product["id"].as_i64().unwrap(), 1)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    assert_eq!(
+        http.get(format!("{base}/p/no-such-thing"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Live Metrics pings at once, then posts every second while "subscribed".
+    let started = Instant::now();
+    loop {
+        let paths: Vec<String> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(path, _)| path.clone())
+            .collect();
+        if paths.iter().any(|p| p.ends_with("/ping")) && paths.iter().any(|p| p.ends_with("/post"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no Live Metrics ping and post: {paths:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    telemetry.shutdown(Duration::from_secs(5)).await;
+
+    let received = received.lock().unwrap();
+    let items: Vec<Value> = received
+        .iter()
+        .filter(|(path, _)| path == "/v2/track")
+        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
+        .collect();
+    let requests = base_data(&items, "RequestData");
+
+    let names: Vec<_> = items
+        .iter()
+        .map(|i| format!("{} {}", i["name"], i["data"]["baseData"]["name"]))
+        .collect();
+    let paths: Vec<_> = received
+        .iter()
+        .map(|(p, b)| format!("{p} {}", b.as_array().map_or(0, Vec::len)))
+        .collect();
+    let find = |name: &str| {
+        requests
+            .iter()
+            .find(|r| r["name"] == name)
+            .copied()
+            .unwrap_or_else(|| panic!("no {name} request in {names:?} from {paths:?}"))
+    };
+    let home = find("GET /");
+    assert_eq!(home["responseCode"], "200");
+    let checkout = find("POST /api/checkout");
+    assert_eq!(checkout["responseCode"], "201");
+    let missing = find("GET /p/{slug}");
+    assert_eq!(missing["responseCode"], "404");
+    // The checkout continued the caller's trace.
+    let checkout_item = items
+        .iter()
+        .find(|item| item["data"]["baseData"]["name"] == "POST /api/checkout")
+        .unwrap();
+    assert_eq!(
+        checkout_item["tags"]["ai.operation.id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(checkout_item["tags"]["ai.cloud.role"], "doorbuster");
+    assert_eq!(
+        checkout_item["tags"]["ai.cloud.roleInstance"],
+        "doorbuster-test-pod"
+    );
+
+    let dependencies = base_data(&items, "RemoteDependencyData");
+    assert!(
+        dependencies
+            .iter()
+            .any(|d| d["name"] == "INSERT orders" && d["type"] == "sqlite"),
+        "database dependencies: {dependencies:?}"
+    );
+    assert!(dependencies.iter().any(|d| d["name"] == "SELECT products"));
+
+    let metrics = base_data(&items, "MetricData");
+    let metric_names: Vec<&str> = metrics
+        .iter()
+        .flat_map(|m| m["metrics"].as_array().into_iter().flatten())
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(
+        metric_names.contains(&"doorbuster.orders"),
+        "metrics: {metric_names:?}"
+    );
+    assert!(
+        metric_names.contains(&"http.server.request.duration"),
+        "metrics: {metric_names:?}"
+    );
+}
+
+/// With no telemetry variables set, nothing is exported (and the shop still serves).
+#[tokio::test]
+async fn no_variables_means_no_exporters() {
+    let client = LoopbackClient(reqwest::Client::new());
+    let (telemetry, _subscriber, report) =
+        Telemetry::build(&args(None), LogFormat::Json, client).unwrap();
+    assert_eq!(
+        report.lines,
+        [
+            "Application Insights: off (set APPLICATIONINSIGHTS_CONNECTION_STRING)",
+            "OTLP: off (set OTEL_EXPORTER_OTLP_ENDPOINT)"
+        ]
+    );
+    assert!(format!("{telemetry:?}").contains("tracer_provider: None"));
+    let app = TestApp::sqlite().await;
+    assert_eq!(app.get("/").await.status, StatusCode::OK);
+}
+
+/// A malformed connection string is a clear start-up error naming the variable.
+#[tokio::test]
+async fn malformed_connection_string_is_a_startup_error() {
+    let client = LoopbackClient(reqwest::Client::new());
+    let error = Telemetry::build(
+        &args(Some("not-a-connection-string".into())),
+        LogFormat::Text,
+        client,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .starts_with("APPLICATIONINSIGHTS_CONNECTION_STRING is malformed"),
+        "{error}"
+    );
+}
+
+/// /metrics on the admin port has the request-duration histogram by route and the order counter
+/// after a checkout; the public port does not serve /metrics.
+#[tokio::test]
+async fn prometheus_metrics_on_the_admin_port_only() {
+    let app = TestApp::sqlite().await;
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (public_url, admin_url) = (
+        format!("http://{}", public.local_addr().unwrap()),
+        format!("http://{}", admin.local_addr().unwrap()),
+    );
+    let stop = CancellationToken::new();
+    let shop = tokio::spawn(server::serve(
+        public,
+        app.state.clone(),
+        Duration::ZERO,
+        stop.clone().cancelled_owned(),
+    ));
+    let admin_server = tokio::spawn(server::serve_admin(admin, app.state.clone(), stop.clone()));
+
+    let http = reqwest::Client::new();
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await;
+    let placed = http
+        .post(format!("{public_url}/api/checkout"))
+        .header("baggage", "synthetic=true")
+        .json(&checkout_body(&[(product["id"].as_i64().unwrap(), 2)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    http.get(format!(
+        "{public_url}/p/{}",
+        product["slug"].as_str().unwrap()
+    ))
+    .send()
+    .await
+    .unwrap();
+
+    let text = http
+        .get(format!("{admin_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |prefix: &str, needles: &[&str]| {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no {prefix} {needles:?} in:\n{text}"))
+            .to_owned()
+    };
+    line(
+        "http_server_request_duration_seconds_bucket",
+        &["http_route=\"/p/{slug}\"", "le=\"0.001\""],
+    );
+    let checkout = line(
+        "http_server_request_duration_seconds_count",
+        &[
+            "http_route=\"/api/checkout\"",
+            "http_response_status_code=\"201\"",
+            "synthetic=\"true\"",
+        ],
+    );
+    assert!(checkout.ends_with(" 1"), "{checkout}");
+    assert!(line("doorbuster_orders_total", &[]).ends_with(" 1"));
+    assert!(line("doorbuster_items_sold_total", &[]).ends_with(" 2"));
+    line("process_cpu_time_seconds_total", &[]);
+
+    let public_metrics = http
+        .get(format!("{public_url}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public_metrics.status(), 404);
+    stop.cancel();
+    shop.await.unwrap().unwrap();
+    admin_server.await.unwrap().unwrap();
+}
