@@ -26,6 +26,10 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing buys nothing"
+)]
 pub enum Command {
     /// Serve the shop: pages, JSON API and probes (the default).
     Serve(ServeArgs),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::db::DbOptions;
+use crate::load::{Cpu, Fraction, Knobs, LatencyRange, PerGroup};
 
 /// Where the data lives.
 #[derive(Args, Clone, Debug)]
@@ -81,6 +82,61 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Load-target controls at start (all off by default); see [`crate::load`]. Each takes one value
+/// for every route group or `GROUP=VALUE,…` with groups `pages`, `api`, `checkout`.
+#[derive(Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// CPU time burnt per request, e.g. `2ms` or `pages=2ms,checkout=10ms`.
+    #[arg(long, env = "DOORBUSTER_CPU_WORK", default_value = "", value_parser = |s: &str| s.parse::<PerGroup<Cpu>>())]
+    pub cpu_work: PerGroup<Cpu>,
+
+    /// Added latency per request: fixed (`100ms`) or uniform in a range (`50ms..150ms`).
+    #[arg(long, env = "DOORBUSTER_LATENCY", default_value = "", value_parser = |s: &str| s.parse::<PerGroup<LatencyRange>>())]
+    pub latency: PerGroup<LatencyRange>,
+
+    /// Fraction of requests answered with an injected 500 or 503, e.g. `0.05`.
+    #[arg(long, env = "DOORBUSTER_ERROR_RATE", default_value = "", value_parser = |s: &str| s.parse::<PerGroup<Fraction>>())]
+    pub error_rate: PerGroup<Fraction>,
+
+    /// Most requests in flight before new ones are answered 503 at once (default: 256 per CPU).
+    #[arg(long, env = "DOORBUSTER_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+
+    /// Bearer token for the runtime control API on the admin port; without it, changes are refused.
+    #[arg(long, env = "DOORBUSTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+}
+
+impl LoadArgs {
+    pub fn knobs(&self) -> Result<Knobs, String> {
+        Knobs::from_settings(
+            &self.cpu_work.map(|c| c.0),
+            &self.latency,
+            &self.error_rate.map(|f| f.0),
+        )
+    }
+}
+
+/// A secret setting: usable, but never shown by `Debug` or in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Ok(Secret(text.to_owned()))
+    }
 }
 
 /// Where telemetry goes. Each exporter is switched on by its standard variable; none is required.
@@ -171,6 +227,9 @@ impl ServeArgs {
         WebConfig {
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
+            admin_token: self.load.admin_token.clone().filter(|t| !t.0.is_empty()),
+            instance: self.telemetry.instance(),
+            node: self.telemetry.node_name.clone().filter(|n| !n.is_empty()),
         }
     }
 }
@@ -201,6 +260,11 @@ pub enum LogFormat {
 pub struct WebConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Token for the admin control API; `None` refuses every change.
+    pub admin_token: Option<Secret>,
+    /// This replica's name and node, shown in the footer so load spreading is visible.
+    pub instance: String,
+    pub node: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -208,6 +272,9 @@ impl Default for WebConfig {
         WebConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            admin_token: None,
+            instance: "local".to_owned(),
+            node: None,
         }
     }
 }

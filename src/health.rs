@@ -22,6 +22,8 @@ pub const READY_DB_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     draining: Arc<AtomicBool>,
+    /// Set through the admin API to show a pod going unready without stopping it.
+    switched_off: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -33,6 +35,15 @@ impl Health {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+
+    /// The operator's readiness switch (admin API): `false` makes `/readyz` fail.
+    pub fn set_ready(&self, ready: bool) {
+        self.switched_off.store(!ready, Ordering::SeqCst);
+    }
+
+    pub fn is_switched_off(&self) -> bool {
+        self.switched_off.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn healthz() -> impl IntoResponse {
@@ -43,6 +54,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let engine = state.db.engine().as_str();
     if state.health.is_draining() {
         return not_ready(json!({ "status": "draining", "database": engine }));
+    }
+    if state.health.is_switched_off() {
+        return not_ready(json!({ "status": "switched off by the operator", "database": engine }));
     }
     match tokio::time::timeout(READY_DB_TIMEOUT, state.db.ping()).await {
         Ok(Ok(())) => Json(json!({ "status": "ready", "database": engine })).into_response(),

@@ -17,7 +17,10 @@
 //! - [`web`]: the route table and middleware; [`web::pages`] renders askama templates from
 //!   `templates/`; [`web::api`] is the JSON API and its OpenAPI document; [`web::assets`] and
 //!   [`web::art`] serve the stylesheet, script and generated product art from inside the binary.
-//! - [`health`]: `/healthz` (alive) and `/readyz` (database answers, not draining).
+//! - [`health`]: `/healthz` (alive) and `/readyz` (database answers, not draining, not switched
+//!   off by the operator).
+//! - [`load`]: load-target knobs (CPU work, latency, injected errors per route group) and the
+//!   in-flight bound; [`web::control`] changes them at run time from the admin port.
 //! - [`cart`]: the cookie-held cart, validated on every read.
 //! - [`checkout`]: validation and normalisation of orders, shared by the form and the API.
 //! - [`db`]: SQLite or PostgreSQL behind one handle; all SQL lives here ([`db::catalog`],
@@ -35,6 +38,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod load;
 pub mod metrics;
 pub mod money;
 pub mod server;

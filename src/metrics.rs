@@ -34,6 +34,9 @@ pub struct Metrics {
     pub revenue_cents: Counter<u64>,
     pub checkout_rejections: Counter<u64>,
     pub cart_additions: Counter<u64>,
+    pub requests_shed: Counter<u64>,
+    pub control_changes: Counter<u64>,
+    meter: opentelemetry::metrics::Meter,
 }
 
 /// Why a checkout produced no order, as the `reason` label.
@@ -103,11 +106,31 @@ impl Metrics {
                 .u64_counter("doorbuster.cart.additions")
                 .with_description("Products added to carts")
                 .build(),
+            requests_shed: meter
+                .u64_counter("doorbuster.requests.shed")
+                .with_description("Requests answered 503 at once because too many were in flight")
+                .build(),
+            control_changes: meter
+                .u64_counter("doorbuster.control.changes")
+                .with_description("Changes made through the admin control API")
+                .build(),
+            meter: meter.clone(),
             provider,
             registry,
         };
         register_process_metrics(&meter);
         Arc::new(metrics)
+    }
+
+    /// Reports the requests in flight (the signal an autoscaler can scale on) and the bound.
+    pub fn observe_in_flight(&self, controls: Arc<crate::load::Controls>) {
+        self.meter
+            .i64_observable_gauge("doorbuster.in_flight_requests")
+            .with_description("Requests being served now, against the in-flight bound")
+            .with_callback(move |observer| {
+                observer.observe(i64::try_from(controls.in_flight()).unwrap_or(i64::MAX), &[]);
+            })
+            .build();
     }
 
     /// Counts what a checkout did: an order with its items and revenue, or a rejection by reason.

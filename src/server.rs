@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use crate::config::{LogFormat, MigrateArgs, ServeArgs};
 use crate::db::seed::{self, SeedReport};
 use crate::db::{Db, redact_url};
+use crate::load::{Controls, default_max_in_flight};
 use crate::state::AppState;
 use crate::telemetry::Telemetry;
 use crate::web;
@@ -47,7 +48,29 @@ pub async fn run(args: ServeArgs, log_format: LogFormat) -> Result<(), BoxError>
             "cannot listen on {admin_addr}: {error} (set DOORBUSTER_ADMIN_PORT or --admin-port)"
         )
     })?;
-    let state = AppState::with_metrics(db.clone(), args.web(), telemetry.metrics.clone());
+    let knobs = args
+        .load
+        .knobs()
+        .map_err(|reason| format!("load-target settings (DOORBUSTER_CPU_WORK, DOORBUSTER_LATENCY, DOORBUSTER_ERROR_RATE): {reason}"))?;
+    let controls = Controls::new(
+        knobs,
+        args.load
+            .max_in_flight
+            .unwrap_or_else(default_max_in_flight),
+        None,
+    );
+    tracing::info!(
+        ?knobs,
+        max_in_flight = controls.max_in_flight(),
+        control_api = if args.load.admin_token.is_some() {
+            "on"
+        } else {
+            "off (set DOORBUSTER_ADMIN_TOKEN)"
+        },
+        "load-target controls"
+    );
+    let state =
+        AppState::with_controls(db.clone(), args.web(), telemetry.metrics.clone(), controls);
     tracing::info!(
         "telemetry: Prometheus: on (http://{}/metrics)",
         admin_listener.local_addr()?

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::WebConfig;
 use crate::db::Db;
 use crate::health::Health;
+use crate::load::Controls;
 use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
@@ -13,6 +14,7 @@ pub struct AppState {
     pub health: Health,
     pub config: Arc<WebConfig>,
     pub metrics: Arc<Metrics>,
+    pub controls: Arc<Controls>,
 }
 
 impl AppState {
@@ -25,11 +27,22 @@ impl AppState {
     }
 
     pub fn with_metrics(db: Db, config: WebConfig, metrics: Arc<Metrics>) -> Self {
+        Self::with_controls(db, config, metrics, Controls::off())
+    }
+
+    pub fn with_controls(
+        db: Db,
+        config: WebConfig,
+        metrics: Arc<Metrics>,
+        controls: Arc<Controls>,
+    ) -> Self {
+        metrics.observe_in_flight(controls.clone());
         AppState {
             db,
             health: Health::default(),
             config: Arc::new(config),
             metrics,
+            controls,
         }
     }
 }

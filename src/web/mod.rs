@@ -3,12 +3,13 @@
 //! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
 //! draining shop still answers its orchestrator. Everything else passes, outermost first, through:
 //! security headers (on every response, errors included) → error bodies for bare statuses → panic
-//! catcher → `Connection: close` while draining → request span and metrics ([`observe`]) →
-//! compression → timeout → body limit.
+//! catcher → `Connection: close` while draining → request span and metrics ([`observe`]) → load
+//! shedding → compression → timeout → the load-target costs ([`crate::load`]) → body limit.
 
 pub mod api;
 pub mod art;
 pub mod assets;
+pub mod control;
 pub mod extract;
 pub mod observe;
 pub mod pages;
@@ -85,11 +86,13 @@ pub fn router(state: AppState) -> Router {
                     state.metrics.clone(),
                     observe::observe_request,
                 ))
+                .layer(middleware::from_fn_with_state(state.clone(), shed_overload))
                 .layer(CompressionLayer::new())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     config.request_timeout,
                 ))
+                .layer(middleware::from_fn_with_state(state.clone(), apply_costs))
                 .layer(DefaultBodyLimit::max(config.max_body_bytes)),
         );
     Router::new()
@@ -99,12 +102,68 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin listener's routes: metrics for Prometheus (scraped on a port the public Service does
-/// not expose).
+/// The admin listener's routes: metrics for Prometheus and the runtime control API, on a port the
+/// public Service does not expose.
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
+        .merge(control::routes())
         .with_state(state)
+}
+
+fn is_api(request: &Request) -> bool {
+    request.uri().path().starts_with("/api/")
+}
+
+/// Overload protection: beyond the in-flight bound, answer 503 with `Retry-After` at once rather
+/// than queue (a queue only turns overload into timeouts). Probes never get here.
+async fn shed_overload(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(_permit) = state.controls.try_admit() else {
+        state.metrics.requests_shed.add(1, &[]);
+        let detail = "The shop is at capacity right now. Try again in a second.";
+        let mut response = if is_api(&request) {
+            Problem::for_status(StatusCode::SERVICE_UNAVAILABLE, detail).into_response_with_status()
+        } else {
+            pages::error_page(StatusCode::SERVICE_UNAVAILABLE, detail)
+        };
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    next.run(request).await
+}
+
+/// The load-target knobs for the request's route group: added latency, CPU work, injected faults.
+async fn apply_costs(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(group) = crate::load::RouteGroup::of(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let cost = *state.controls.knobs().cost(group);
+    let delay = state.controls.latency(&cost);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if cost.cpu_ms > 0.0 {
+        crate::load::burn_cpu(Duration::from_secs_f64(cost.cpu_ms / 1000.0));
+    }
+    if let Some(fault) = state.controls.fault(&cost) {
+        let status = match fault {
+            crate::load::Fault::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            crate::load::Fault::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let detail = "Injected fault (DOORBUSTER_ERROR_RATE): the operator asked for a share of                       requests to fail. Try again.";
+        let mut response = if is_api(&request) {
+            Problem::for_status(status, detail).into_response_with_status()
+        } else {
+            pages::error_page(status, detail)
+        };
+        response
+            .headers_mut()
+            .insert("x-doorbuster-fault", HeaderValue::from_static("injected"));
+        return response;
+    }
+    next.run(request).await
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {

@@ -9,6 +9,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod docs;
+mod load;
 mod openapi;
 mod probes;
 mod shutdown;

@@ -92,6 +92,13 @@ impl TestApp {
         }
     }
 
+    /// The same database behind a different state (other knobs, metrics or config).
+    pub fn with_state(mut self, state: AppState) -> TestApp {
+        self.router = doorbuster::web::router(state.clone());
+        self.state = state;
+        self
+    }
+
     pub async fn request(&self, request: Request<Body>) -> TestResponse {
         let response = self
             .router

@@ -1,0 +1,470 @@
+//! Load-target controls: make each request cost more (CPU time, latency), fail on purpose (a
+//! fraction of 500s and 503s), and protect the process from overload (a bound on requests in
+//! flight, beyond which requests are answered 503 at once).
+//!
+//! A Rust shop answers thousands of requests per second per core; an autoscaling demo has to react
+//! at a few hundred. These knobs make one pod saturate at demo size, and make slow dependencies,
+//! errors and load shedding visible. All are off by default, settable at start (`DOORBUSTER_*`)
+//! and changeable at run time through the admin API ([`crate::web::control`]).
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+/// Which knobs apply to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteGroup {
+    /// HTML pages (static assets and art are exempt: they are the page's, not extra requests).
+    Pages,
+    /// The JSON API, except checkout.
+    Api,
+    /// Placing an order, through the form or the API.
+    Checkout,
+}
+
+impl RouteGroup {
+    /// The group of a request, or `None` for requests no knob applies to.
+    pub fn of(method: &axum::http::Method, path: &str) -> Option<RouteGroup> {
+        if path.starts_with("/static/") || path.starts_with("/art/") {
+            return None;
+        }
+        if method == axum::http::Method::POST && (path == "/checkout" || path == "/api/checkout") {
+            return Some(RouteGroup::Checkout);
+        }
+        if path.starts_with("/api/") {
+            return Some(RouteGroup::Api);
+        }
+        Some(RouteGroup::Pages)
+    }
+}
+
+/// The cost of one request in a group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cost {
+    /// CPU time burnt per request, in milliseconds.
+    pub cpu_ms: f64,
+    /// Added latency per request: uniform between these bounds, in milliseconds.
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
+    /// Fraction of requests answered with an injected 500 or 503 (chosen independently).
+    pub error_rate: f64,
+}
+
+impl Cost {
+    fn validate(&self, group: &str) -> Result<(), String> {
+        let ok = |v: f64| v.is_finite() && (0.0..=60_000.0).contains(&v);
+        if !ok(self.cpu_ms) || !ok(self.latency_min_ms) || !ok(self.latency_max_ms) {
+            return Err(format!("{group}: times must be between 0 and 60000 ms"));
+        }
+        if self.latency_min_ms > self.latency_max_ms {
+            return Err(format!(
+                "{group}: latency_min_ms must not exceed latency_max_ms"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(format!("{group}: error_rate must be between 0 and 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Every knob, per route group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Knobs {
+    pub pages: Cost,
+    pub api: Cost,
+    pub checkout: Cost,
+}
+
+impl Knobs {
+    pub fn cost(&self, group: RouteGroup) -> &Cost {
+        match group {
+            RouteGroup::Pages => &self.pages,
+            RouteGroup::Api => &self.api,
+            RouteGroup::Checkout => &self.checkout,
+        }
+    }
+
+    fn cost_mut(&mut self, group: RouteGroup) -> &mut Cost {
+        match group {
+            RouteGroup::Pages => &mut self.pages,
+            RouteGroup::Api => &mut self.api,
+            RouteGroup::Checkout => &mut self.checkout,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.pages.validate("pages")?;
+        self.api.validate("api")?;
+        self.checkout.validate("checkout")
+    }
+
+    /// Knobs from the start-up settings (see [`PerGroup`] for their syntax).
+    pub fn from_settings(
+        cpu: &PerGroup<Duration>,
+        latency: &PerGroup<LatencyRange>,
+        errors: &PerGroup<f64>,
+    ) -> Result<Knobs, String> {
+        let mut knobs = Knobs::default();
+        for group in [RouteGroup::Pages, RouteGroup::Api, RouteGroup::Checkout] {
+            let cost = knobs.cost_mut(group);
+            if let Some(cpu) = cpu.get(group) {
+                cost.cpu_ms = cpu.as_secs_f64() * 1000.0;
+            }
+            if let Some(range) = latency.get(group) {
+                cost.latency_min_ms = range.min.as_secs_f64() * 1000.0;
+                cost.latency_max_ms = range.max.as_secs_f64() * 1000.0;
+            }
+            if let Some(rate) = errors.get(group) {
+                cost.error_rate = rate;
+            }
+        }
+        knobs.validate()?;
+        Ok(knobs)
+    }
+}
+
+/// A setting that is either one value for every group (`2ms`) or per group
+/// (`pages=2ms,checkout=10ms`; groups not named are off).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerGroup<T> {
+    all: Option<T>,
+    pages: Option<T>,
+    api: Option<T>,
+    checkout: Option<T>,
+}
+
+impl<T: Copy> PerGroup<T> {
+    pub fn get(&self, group: RouteGroup) -> Option<T> {
+        let specific = match group {
+            RouteGroup::Pages => self.pages,
+            RouteGroup::Api => self.api,
+            RouteGroup::Checkout => self.checkout,
+        };
+        specific.or(self.all)
+    }
+}
+
+impl<T: FromStr<Err = String>> FromStr for PerGroup<T> {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut setting = PerGroup {
+            all: None,
+            pages: None,
+            api: None,
+            checkout: None,
+        };
+        if text.trim().is_empty() {
+            return Ok(setting);
+        }
+        if !text.contains('=') {
+            setting.all = Some(text.trim().parse()?);
+            return Ok(setting);
+        }
+        for part in text.split(',') {
+            let (group, value) = part.split_once('=').ok_or_else(|| {
+                format!("'{part}': write GROUP=VALUE, GROUP being pages, api or checkout")
+            })?;
+            let value = Some(value.trim().parse()?);
+            match group.trim() {
+                "pages" => setting.pages = value,
+                "api" => setting.api = value,
+                "checkout" => setting.checkout = value,
+                other => {
+                    return Err(format!(
+                        "unknown route group '{other}': use pages, api or checkout"
+                    ));
+                }
+            }
+        }
+        Ok(setting)
+    }
+}
+
+/// Added latency: `100ms` (fixed) or `50ms..150ms` (uniform).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl FromStr for LatencyRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parse =
+            |t: &str| humantime::parse_duration(t.trim()).map_err(|e| format!("'{t}': {e}"));
+        let (min, max) = match text.split_once("..") {
+            Some((min, max)) => (parse(min)?, parse(max)?),
+            None => {
+                let fixed = parse(text)?;
+                (fixed, fixed)
+            }
+        };
+        if min > max {
+            return Err(format!(
+                "'{text}': the lower bound is above the upper bound"
+            ));
+        }
+        Ok(LatencyRange { min, max })
+    }
+}
+
+/// Wrapper so durations parse with humantime inside [`PerGroup`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cpu(pub Duration);
+
+impl FromStr for Cpu {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text.trim())
+            .map(Cpu)
+            .map_err(|e| format!("'{text}': {e}"))
+    }
+}
+
+/// A fraction between 0 and 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fraction(pub f64);
+
+impl FromStr for Fraction {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{text}' is not a number"))?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(format!(
+                "'{text}': use a fraction between 0 and 1, such as 0.05"
+            ));
+        }
+        Ok(Fraction(value))
+    }
+}
+
+impl<T: Copy> PerGroup<T> {
+    /// Converts the values (e.g. the parse wrappers into plain values).
+    pub fn map<U>(&self, f: impl Fn(T) -> U) -> PerGroup<U> {
+        PerGroup {
+            all: self.all.map(&f),
+            pages: self.pages.map(&f),
+            api: self.api.map(&f),
+            checkout: self.checkout.map(&f),
+        }
+    }
+}
+
+/// What an injected fault answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Internal,
+    Unavailable,
+}
+
+/// The live controls: knobs (changeable at run time), the random source for faults, and the
+/// in-flight bound.
+#[derive(Debug)]
+pub struct Controls {
+    knobs: RwLock<Knobs>,
+    rng: Mutex<StdRng>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+}
+
+impl Controls {
+    /// `seed` makes fault injection repeatable (tests); `None` seeds from the OS.
+    pub fn new(knobs: Knobs, max_in_flight: usize, seed: Option<u64>) -> Arc<Controls> {
+        let rng = match seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let max_in_flight = max_in_flight.max(1);
+        Arc::new(Controls {
+            knobs: RwLock::new(knobs),
+            rng: Mutex::new(rng),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+        })
+    }
+
+    /// Knobs off, and the default in-flight bound.
+    pub fn off() -> Arc<Controls> {
+        Controls::new(Knobs::default(), default_max_in_flight(), None)
+    }
+
+    pub fn knobs(&self) -> Knobs {
+        *self
+            .knobs
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_knobs(&self, knobs: Knobs) -> Result<(), String> {
+        knobs.validate()?;
+        *self
+            .knobs
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = knobs;
+        Ok(())
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight - self.in_flight.available_permits()
+    }
+
+    /// A slot for one request, or `None` when the bound is reached (the caller sheds it).
+    pub fn try_admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.in_flight.clone().try_acquire_owned().ok()
+    }
+
+    /// The latency to add to one request of `group`.
+    pub fn latency(&self, cost: &Cost) -> Duration {
+        if cost.latency_max_ms <= 0.0 {
+            return Duration::ZERO;
+        }
+        let ms = if cost.latency_max_ms > cost.latency_min_ms {
+            self.random(|rng| rng.random_range(cost.latency_min_ms..=cost.latency_max_ms))
+        } else {
+            cost.latency_min_ms
+        };
+        Duration::from_secs_f64(ms / 1000.0)
+    }
+
+    /// Whether this request gets an injected fault, and which: each request independently, so
+    /// faults never come in bursts.
+    pub fn fault(&self, cost: &Cost) -> Option<Fault> {
+        if cost.error_rate <= 0.0 {
+            return None;
+        }
+        self.random(|rng| {
+            rng.random_bool(cost.error_rate).then(|| {
+                if rng.random_bool(0.5) {
+                    Fault::Internal
+                } else {
+                    Fault::Unavailable
+                }
+            })
+        })
+    }
+
+    fn random<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut rng)
+    }
+}
+
+/// Default bound on requests in flight: 256 per CPU. Far above what a healthy pod holds (requests
+/// take milliseconds), low enough that a pod under a surge answers 503 quickly instead of queueing
+/// until every request times out.
+pub fn default_max_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 256
+}
+
+/// Burns `amount` of this thread's CPU time with real work (hashing), measured from the thread's
+/// own CPU clock so that time spent preempted does not count as work done.
+pub fn burn_cpu(amount: Duration) {
+    if amount.is_zero() {
+        return;
+    }
+    let started_cpu = thread_cpu_time();
+    let started_wall = Instant::now();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    loop {
+        // A batch of work between clock reads: ~20 µs, small next to any sensible setting.
+        for _ in 0..4_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+        }
+        std::hint::black_box(state);
+        let done = match (started_cpu, thread_cpu_time()) {
+            (Some(start), Some(now)) => now.saturating_sub(start),
+            // No per-thread clock (not Linux): fall back to wall time.
+            _ => started_wall.elapsed(),
+        };
+        if done >= amount {
+            break;
+        }
+    }
+}
+
+/// This thread's CPU time, from `/proc/thread-self/schedstat` (nanoseconds on CPU).
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_for_all_groups_or_each() {
+        let cpu: PerGroup<Cpu> = "2ms".parse().unwrap();
+        assert_eq!(
+            cpu.get(RouteGroup::Api),
+            Some(Cpu(Duration::from_millis(2)))
+        );
+        let cpu: PerGroup<Cpu> = "pages=2ms, checkout=10ms".parse().unwrap();
+        assert_eq!(cpu.get(RouteGroup::Api), None);
+        assert_eq!(
+            cpu.get(RouteGroup::Checkout),
+            Some(Cpu(Duration::from_millis(10)))
+        );
+        assert!("basket=1ms".parse::<PerGroup<Cpu>>().is_err());
+        let latency: LatencyRange = "50ms..150ms".parse().unwrap();
+        assert_eq!(latency.min, Duration::from_millis(50));
+        assert!("150ms..50ms".parse::<LatencyRange>().is_err());
+        assert!("1.5".parse::<Fraction>().is_err());
+    }
+
+    #[test]
+    fn faults_follow_the_rate_independently() {
+        let controls = Controls::new(Knobs::default(), 10, Some(7));
+        let cost = Cost {
+            error_rate: 0.25,
+            ..Cost::default()
+        };
+        let faults: Vec<_> = (0..4000).map(|_| controls.fault(&cost)).collect();
+        let count = faults.iter().filter(|f| f.is_some()).count();
+        // Binomial(4000, 0.25): mean 1000, sd ~27; ±6 sd.
+        assert!((840..=1160).contains(&count), "{count}");
+        let internal = faults
+            .iter()
+            .filter(|f| **f == Some(Fault::Internal))
+            .count();
+        assert!((internal as f64 / count as f64 - 0.5).abs() < 0.1);
+        // Never in bursts: the longest run of consecutive faults is short.
+        let longest = faults
+            .split(|f| f.is_none())
+            .map(<[_]>::len)
+            .max()
+            .unwrap_or(0);
+        assert!(longest < 12, "{longest}");
+    }
+
+    #[test]
+    fn burn_cpu_takes_about_the_asked_time() {
+        let start = Instant::now();
+        burn_cpu(Duration::from_millis(20));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,141 @@
+//! The runtime control API, on the admin listener only (never the public port): read and change
+//! the load-target knobs and switch readiness, to show a pod going unready or a slow dependency
+//! in the middle of a demo. Every call needs `Authorization: Bearer $DOORBUSTER_ADMIN_TOKEN`;
+//! without a configured token, the API refuses and says how to enable it. Every change is logged
+//! and counted (`doorbuster_control_changes_total`).
+//!
+//! ```sh
+//! curl -H "Authorization: Bearer $TOKEN" localhost:9090/control
+//! curl -X PUT -H "Authorization: Bearer $TOKEN" localhost:9090/control \
+//!      -d '{"pages": {"cpu_ms": 10}, "checkout": {"latency_min_ms": 200, "latency_max_ms": 400}}'
+//! curl -X PUT -H "Authorization: Bearer $TOKEN" localhost:9090/control/ready -d '{"ready": false}'
+//! ```
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use opentelemetry::KeyValue;
+use serde::{Deserialize, Serialize};
+
+use super::extract::ApiJson;
+use crate::error::Problem;
+use crate::load::Knobs;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/control", get(read).put(change))
+        .route("/control/ready", put(switch_readiness))
+}
+
+#[derive(Debug, Serialize)]
+struct ControlState {
+    knobs: Knobs,
+    ready: bool,
+    draining: bool,
+    in_flight: usize,
+    max_in_flight: usize,
+    instance: String,
+}
+
+fn snapshot(state: &AppState) -> ControlState {
+    ControlState {
+        knobs: state.controls.knobs(),
+        ready: !state.health.is_switched_off(),
+        draining: state.health.is_draining(),
+        in_flight: state.controls.in_flight(),
+        max_in_flight: state.controls.max_in_flight(),
+        instance: state.config.instance.clone(),
+    }
+}
+
+/// Checks the bearer token (constant-time, so it cannot be guessed byte by byte); returns the
+/// refusal to send when it does not match.
+fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = &state.config.admin_token else {
+        return Some(Problem::for_status(
+            StatusCode::FORBIDDEN,
+            "Runtime control is disabled. Start the server with DOORBUSTER_ADMIN_TOKEN=<secret> \
+             and send 'Authorization: Bearer <secret>'.",
+        )
+        .into_response_with_status());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = expected.0.as_bytes();
+    let matches = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0;
+    if matches {
+        return None;
+    }
+    let mut response = Problem::for_status(
+        StatusCode::UNAUTHORIZED,
+        "Send 'Authorization: Bearer <token>' with the token from DOORBUSTER_ADMIN_TOKEN.",
+    )
+    .into_response_with_status();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(response)
+}
+
+async fn read(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    Json(snapshot(&state)).into_response()
+}
+
+async fn change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: ApiJson<Knobs>,
+) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let ApiJson(knobs) = body;
+    if let Err(reason) = state.controls.set_knobs(knobs) {
+        return Problem::for_status(StatusCode::UNPROCESSABLE_ENTITY, format!("{reason}."))
+            .into_response_with_status();
+    }
+    tracing::info!(?knobs, "control: load-target knobs changed");
+    state
+        .metrics
+        .control_changes
+        .add(1, &[KeyValue::new("control", "knobs")]);
+    Json(snapshot(&state)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Readiness {
+    ready: bool,
+}
+
+async fn switch_readiness(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: ApiJson<Readiness>,
+) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let ApiJson(Readiness { ready }) = body;
+    state.health.set_ready(ready);
+    tracing::info!(ready, "control: readiness switched");
+    state
+        .metrics
+        .control_changes
+        .add(1, &[KeyValue::new("control", "readiness")]);
+    Json(snapshot(&state)).into_response()
+}
