@@ -1,0 +1,117 @@
+//! Hostile input: property tests over the cart cookie, query strings and checkout bodies. Whatever
+//! arrives, the answer is a deliberate 2xx/3xx/4xx, never a 5xx or a crash.
+
+use axum::body::Body;
+use axum::http::Request;
+use doorbuster::cart::{Cart, MAX_COOKIE_LEN, MAX_LINES, MAX_QUANTITY};
+use proptest::prelude::*;
+
+use crate::support::TestApp;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Any cookie value parses into a cart within bounds, and a parsed cart round-trips.
+    #[test]
+    fn cart_cookie_parser_is_total_and_bounded(value in "\\PC{0,600}|([0-9x\\-]{0,80})") {
+        let cart = Cart::from_cookie(&value);
+        prop_assert!(cart.lines().len() <= MAX_LINES);
+        prop_assert!(cart.lines().iter().all(|l| l.product_id > 0 && (1..=MAX_QUANTITY).contains(&l.quantity)));
+        if value.len() > MAX_COOKIE_LEN {
+            prop_assert!(cart.is_empty());
+        }
+        prop_assert_eq!(Cart::from_cookie(&cart.to_cookie()), cart);
+    }
+
+    /// Carts built by adding items always encode into a cookie the parser reads back unchanged.
+    #[test]
+    fn built_carts_round_trip(items in proptest::collection::vec((1i64..100_000, -5i64..50), 0..40)) {
+        let mut cart = Cart::default();
+        for (id, quantity) in items {
+            let _ = cart.add(id, quantity);
+        }
+        prop_assert!(cart.to_cookie().len() <= MAX_COOKIE_LEN);
+        prop_assert_eq!(Cart::from_cookie(&cart.to_cookie()), cart);
+    }
+}
+
+/// Random query strings on listings never produce a 5xx.
+#[test]
+fn random_query_strings_never_5xx() {
+    let rt = runtime();
+    let app = rt.block_on(TestApp::sqlite());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&"[a-z_=&%0-9A-F\\-\\.\\+]{0,60}", |query| {
+            for path in ["/api/products", "/c/games", "/cart", "/orders/ABCDEFGHJKMN"] {
+                let uri = format!("{path}?{query}");
+                let Ok(request) = Request::get(&uri).body(Body::empty()) else {
+                    continue;
+                };
+                let response = rt.block_on(app.request(request));
+                prop_assert!(
+                    !response.status.is_server_error(),
+                    "{uri} -> {}",
+                    response.status
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Random and mutated checkout bodies are answered 201, 409 or 4xx, never 5xx.
+#[test]
+fn random_checkout_bodies_never_5xx() {
+    let rt = runtime();
+    let app = rt.block_on(TestApp::sqlite());
+    let json_value = proptest::prop_oneof![
+        Just(serde_json::json!(null)),
+        any::<i64>().prop_map(|n| serde_json::json!(n)),
+        any::<f64>().prop_map(|n| serde_json::json!(n)),
+        "\\PC{0,40}".prop_map(|s| serde_json::json!(s)),
+        Just(serde_json::json!([])),
+        Just(serde_json::json!({})),
+    ];
+    let body = (
+        json_value.clone(),
+        json_value.clone(),
+        json_value,
+        any::<bool>(),
+        "\\PC{0,30}",
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&body, |(product_id, quantity, email, raw, junk)| {
+            let text = if raw {
+                junk
+            } else {
+                serde_json::json!({
+                    "items": [{"product_id": product_id, "quantity": quantity}],
+                    "customer": {"name": "A", "email": email, "address": "B", "city": "C", "postal_code": "1", "country": "D"}
+                })
+                .to_string()
+            };
+            let request = Request::post("/api/checkout")
+                .header("content-type", "application/json")
+                .body(Body::from(text.clone()))
+                .unwrap();
+            let response = rt.block_on(app.request(request));
+            prop_assert!(!response.status.is_server_error(), "{text} -> {} {}", response.status, response.text());
+            Ok(())
+        })
+        .unwrap();
+}
