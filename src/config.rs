@@ -227,6 +227,7 @@ impl ServeArgs {
         WebConfig {
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
+            header_read_timeout: Duration::from_secs(10),
             admin_token: self.load.admin_token.clone().filter(|t| !t.0.is_empty()),
             instance: self.telemetry.instance(),
             node: self.telemetry.node_name.clone().filter(|n| !n.is_empty()),
@@ -260,6 +261,9 @@ pub enum LogFormat {
 pub struct WebConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Longest a client may take to send a request's head before the connection is closed, so a
+    /// crowd dribbling headers cannot hold every connection.
+    pub header_read_timeout: Duration,
     /// Token for the admin control API; `None` refuses every change.
     pub admin_token: Option<Secret>,
     /// This replica's name and node, shown in the footer so load spreading is visible.
@@ -272,6 +276,7 @@ impl Default for WebConfig {
         WebConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
             admin_token: None,
             instance: "local".to_owned(),
             node: None,

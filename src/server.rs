@@ -148,41 +148,78 @@ pub async fn prepare(db: &Db) -> Result<SeedReport, BoxError> {
     Ok(report)
 }
 
+/// Largest request head (request line and headers) accepted; beyond it the answer is 431.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves `state`'s shop on `listener` until `shutdown` resolves, then drains (see the module
-/// documentation).
+/// documentation). HTTP/1.1 and HTTP/2, with a header-read timeout (a slowloris guard) and the head-size limit above.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     drain_delay: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
     let health = state.health.clone();
     // In-flight requests cannot outlive the request timeout; a little slack covers the write.
     let finish_timeout = state.config.request_timeout + Duration::from_secs(1);
+    let header_read_timeout = state.config.header_read_timeout;
     let app = web::router(state);
-    let listener_closed = CancellationToken::new();
-    let drained = {
-        let listener_closed = listener_closed.clone();
-        async move {
-            shutdown.await;
-            health.start_draining();
-            tracing::info!(?drain_delay, "shutdown requested: not ready, still serving");
-            tokio::time::sleep(drain_delay).await;
-            tracing::info!("closing the listener, finishing in-flight requests");
-            listener_closed.cancel();
-        }
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+    builder.http2().timer(TokioTimer::new());
+    let connections = GracefulShutdown::new();
+
+    let drained = async move {
+        shutdown.await;
+        health.start_draining();
+        tracing::info!(?drain_delay, "shutdown requested: not ready, still serving");
+        tokio::time::sleep(drain_delay).await;
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(drained);
-    tokio::select! {
-        result = server => result,
-        () = async {
-            listener_closed.cancelled().await;
-            tokio::time::sleep(finish_timeout).await;
-        } => {
-            tracing::warn!(?finish_timeout, "in-flight requests did not finish in time; exiting anyway");
-            Ok(())
+    tokio::pin!(drained);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(app.clone());
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = connections.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    });
+                }
+                // Out of file descriptors, or a connection reset before it was accepted: keep
+                // serving the connections we have, and try again shortly.
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut drained => break,
         }
     }
+    drop(listener);
+    tracing::info!("listener closed, finishing in-flight requests");
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(finish_timeout) => {
+            tracing::warn!(?finish_timeout, "in-flight requests did not finish in time; exiting anyway");
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

@@ -115,3 +115,59 @@ fn random_checkout_bodies_never_5xx() {
         })
         .unwrap();
 }
+
+/// Over a real socket: a client that never finishes its headers is cut off by the header-read
+/// timeout; an oversized request head is refused with 431; invalid bytes in the path are a 400;
+/// and the server keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_huge_and_malformed_requests_are_refused() {
+    use std::time::{Duration, Instant};
+
+    use doorbuster::config::WebConfig;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let config = WebConfig {
+        header_read_timeout: Duration::from_millis(500),
+        ..WebConfig::default()
+    };
+    let app = TestApp::sqlite_with(config).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(doorbuster::server::serve(
+        listener,
+        app.state.clone(),
+        Duration::ZERO,
+        stop.clone().cancelled_owned(),
+    ));
+
+    async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    // Slowloris: half a request head, then silence.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: shop\r\nX-Slow: ").await.unwrap();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(read.is_ok(), "the server closed the slow connection");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    let huge = format!("GET / HTTP/1.1\r\nHost: shop\r\nCookie: cart={}\r\nConnection: close\r\n\r\n", "1x1-".repeat(50_000));
+    let answer = exchange(addr, huge.as_bytes()).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{}", &answer[..answer.len().min(200)]);
+
+    let answer = exchange(addr, b"GET /p/\xff\xfe HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    let answer = exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "still serving: {answer}");
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
