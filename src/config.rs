@@ -165,6 +165,11 @@ pub struct TelemetryArgs {
     #[arg(long, env = "OTEL_METRIC_EXPORT_INTERVAL", default_value_t = 60_000)]
     pub otel_metric_export_interval: u64,
 
+    /// Share of traces exported (0 to 1), whole traces chosen by id. Metrics and Live Metrics
+    /// always see every request; lower this under heavy load to bound the exporting cost.
+    #[arg(long, env = "DOORBUSTER_TRACE_EXPORT_RATIO", default_value_t = 1.0)]
+    pub trace_export_ratio: f64,
+
     /// This replica's name (the downward API's pod name): the role instance in Application
     /// Insights, so Live Metrics counts one server per pod. Defaults to the hostname.
     #[arg(long, env = "POD_NAME")]

@@ -32,6 +32,21 @@ const TELEMETRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// `doorbuster serve`.
 pub async fn run(args: ServeArgs, log_format: LogFormat) -> Result<(), BoxError> {
     let telemetry = Telemetry::install(&args.telemetry, log_format)?;
+    let metrics = telemetry.metrics.clone();
+    let result = run_with(args, metrics).await;
+    // Flush on every path, failures included: dropping the exporters inside the runtime instead
+    // would block on their own tasks.
+    telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT).await;
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
+}
+
+async fn run_with(
+    args: ServeArgs,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<(), BoxError> {
     let db = connect(&args.database.options()).await?;
     if args.skip_migrations {
         tracing::info!("skipping migrations (DOORBUSTER_SKIP_MIGRATIONS)");
@@ -69,8 +84,7 @@ pub async fn run(args: ServeArgs, log_format: LogFormat) -> Result<(), BoxError>
         },
         "load-target controls"
     );
-    let state =
-        AppState::with_controls(db.clone(), args.web(), telemetry.metrics.clone(), controls);
+    let state = AppState::with_controls(db.clone(), args.web(), metrics, controls);
     tracing::info!(
         "telemetry: Prometheus: on (http://{}/metrics)",
         admin_listener.local_addr()?
@@ -88,9 +102,7 @@ pub async fn run(args: ServeArgs, log_format: LogFormat) -> Result<(), BoxError>
     admin_stop.cancel();
     let _ = admin.await;
     db.close().await;
-    telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT).await;
     served?;
-    tracing::info!("stopped");
     Ok(())
 }
 

@@ -155,6 +155,7 @@ impl Telemetry {
         let mut readers: Vec<Box<dyn MetricReaderBox>> = Vec::new();
         let mut tracing_on = false;
         let interval = Duration::from_millis(args.otel_metric_export_interval.max(1_000));
+        let ratio = args.trace_export_ratio.clamp(0.0, 1.0);
 
         match args
             .applicationinsights_connection_string
@@ -173,11 +174,13 @@ impl Telemetry {
                     .map_err(|error| {
                         format!("APPLICATIONINSIGHTS_CONNECTION_STRING is malformed: {error}")
                     })?
-                    .with_resource_attributes_in_events_and_logs(false);
+                    .with_resource_attributes_in_events_and_logs(false)
+                    .with_sample_rate(ratio);
                 tracer_builder = tracer_builder
-                    .with_span_processor(
+                    .with_span_processor(ExportShare::new(
                         BatchSpanProcessor::builder(exporter.clone(), Tokio).build(),
-                    )
+                        ratio,
+                    ))
                     .with_span_processor(
                         opentelemetry_application_insights::LiveMetricsSpanProcessor::new(
                             exporter.clone(),
@@ -191,11 +194,12 @@ impl Telemetry {
                 ));
                 tracing_on = true;
                 report.lines.push(format!(
-                    "Application Insights: on (ingestion {}, Live Metrics {}, role {}, instance {})",
+                    "Application Insights: on (ingestion {}, Live Metrics {}, role {}, instance {}, traces exported {:.0}%)",
                     summary.ingestion_endpoint,
                     summary.live_endpoint,
                     args.otel_service_name,
-                    args.instance()
+                    args.instance(),
+                    ratio * 100.0
                 ));
             }
             _ => report.lines.push(
@@ -219,8 +223,10 @@ impl Telemetry {
                     .with_endpoint(format!("{base}/v1/metrics"))
                     .build()
                     .map_err(|error| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {error}"))?;
-                tracer_builder = tracer_builder
-                    .with_span_processor(BatchSpanProcessor::builder(spans, Tokio).build());
+                tracer_builder = tracer_builder.with_span_processor(ExportShare::new(
+                    BatchSpanProcessor::builder(spans, Tokio).build(),
+                    ratio,
+                ));
                 readers.push(Box::new(
                     PeriodicReader::builder(metrics, Tokio)
                         .with_interval(interval)
@@ -248,6 +254,13 @@ impl Telemetry {
                 .with_tracer(provider.tracer("doorbuster"))
                 .with_error_events_to_exceptions(true)
                 .with_error_events_to_status(false)
+                // Per-span bookkeeping nobody reads in Application Insights: skipping it keeps the
+                // cost of a traced request down (see docs/TELEMETRY.md, "What it costs").
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
+                .with_target(false)
+                .with_level(false)
                 .with_filter(filter)
         });
         let subscriber = Registry::default().with(log_layer(format)).with(otel_layer);
@@ -306,9 +319,78 @@ impl Telemetry {
     }
 }
 
+/// Exports a share of the traces: whole traces, chosen by trace id, so every exported trace is
+/// complete. Live Metrics and the metrics still see every request (they sit beside this processor),
+/// so rates stay exact while the cost of exporting spans under a surge stays bounded. Application
+/// Insights is told the sample rate, so its `itemCount` scales the kept items back up.
+#[derive(Debug)]
+struct ExportShare<P> {
+    inner: P,
+    /// Traces whose id falls below this threshold are exported.
+    threshold: u64,
+    everything: bool,
+}
+
+impl<P> ExportShare<P> {
+    fn new(inner: P, ratio: f64) -> Self {
+        ExportShare {
+            inner,
+            threshold: (ratio * u64::MAX as f64) as u64,
+            everything: ratio >= 1.0,
+        }
+    }
+
+    fn keeps(&self, trace_id: opentelemetry::trace::TraceId) -> bool {
+        // The low 64 bits of a W3C trace id are random.
+        let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or_default());
+        self.everything || low < self.threshold
+    }
+}
+
+impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanProcessor
+    for ExportShare<P>
+{
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        if self.keeps(span.span_context.trace_id()) {
+            self.inner.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_share_keeps_about_the_ratio_of_traces() {
+        let share = ExportShare::new((), 0.1);
+        let kept = (0..10_000u128)
+            .map(|i| {
+                opentelemetry::trace::TraceId::from(
+                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                )
+            })
+            .filter(|id| share.keeps(*id))
+            .count();
+        assert!((800..=1200).contains(&kept), "{kept}");
+        assert!(ExportShare::new((), 1.0).keeps(opentelemetry::trace::TraceId::from(u128::MAX)));
+    }
 
     #[test]
     fn connection_strings_are_checked_and_summarised() {

@@ -321,3 +321,32 @@ mod tests {
         assert!(!is_order_id("0123456789ab"));
     }
 }
+
+/// What [`audit`] found: every count should be zero.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// Orders with no lines (a half-written order).
+    pub orders_without_lines: i64,
+    /// Products whose stock taken (seeded minus current) differs from the units in orders.
+    pub stock_mismatches: i64,
+    /// Products below zero stock (the CHECK constraint forbids it; counted all the same).
+    pub negative_stock: i64,
+}
+
+/// Checks the invariants a crash or a cut connection must never break: no order without its
+/// lines, and stock taken equals units ordered, product by product. (Valid until an operator runs
+/// `migrate --restock`, which resets the baseline.)
+pub async fn audit(db: &Db) -> Result<Audit, DbError> {
+    const ORPHANS: &str = "SELECT COUNT(*) FROM orders o \
+         WHERE NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id)";
+    const MISMATCHES: &str = "SELECT COUNT(*) FROM products p WHERE p.seed_stock - p.stock <> \
+         COALESCE((SELECT CAST(SUM(l.quantity) AS BIGINT) FROM order_lines l WHERE l.product_id = p.id), 0)";
+    const NEGATIVE: &str = "SELECT COUNT(*) FROM products WHERE stock < 0";
+    with_writer!(db, pool => {
+        Ok(Audit {
+            orders_without_lines: sqlx::query_scalar(ORPHANS).fetch_one(pool).await?,
+            stock_mismatches: sqlx::query_scalar(MISMATCHES).fetch_one(pool).await?,
+            negative_stock: sqlx::query_scalar(NEGATIVE).fetch_one(pool).await?,
+        })
+    })
+}

@@ -20,7 +20,7 @@ use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 
 use super::extract::ApiJson;
-use crate::error::Problem;
+use crate::error::{ApiError, Problem};
 use crate::load::Knobs;
 use crate::state::AppState;
 
@@ -98,12 +98,16 @@ async fn read(State(state): State<AppState>, headers: HeaderMap) -> Response {
 async fn change(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: ApiJson<Knobs>,
+    body: Result<ApiJson<Knobs>, ApiError>,
 ) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let ApiJson(knobs) = body;
+    // The body is read only after the token is checked: strangers learn nothing about it.
+    let knobs = match body {
+        Ok(ApiJson(knobs)) => knobs,
+        Err(rejection) => return rejection.into_response(),
+    };
     if let Err(reason) = state.controls.set_knobs(knobs) {
         return Problem::for_status(StatusCode::UNPROCESSABLE_ENTITY, format!("{reason}."))
             .into_response_with_status();
@@ -125,12 +129,15 @@ struct Readiness {
 async fn switch_readiness(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: ApiJson<Readiness>,
+    body: Result<ApiJson<Readiness>, ApiError>,
 ) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let ApiJson(Readiness { ready }) = body;
+    let ready = match body {
+        Ok(ApiJson(Readiness { ready })) => ready,
+        Err(rejection) => return rejection.into_response(),
+    };
     state.health.set_ready(ready);
     tracing::info!(ready, "control: readiness switched");
     state

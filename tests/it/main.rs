@@ -13,5 +13,6 @@ mod hostile;
 mod load;
 mod openapi;
 mod probes;
+mod reliability;
 mod shutdown;
 mod telemetry;

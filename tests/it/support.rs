@@ -77,6 +77,34 @@ impl TestApp {
         Self::build(db, config, None, Some(database))
     }
 
+    /// A PostgreSQL app whose connections go through `proxy` (given the server's `host:port`, it
+    /// returns its own handle, kept in `holder`, and the `host:port` to connect to instead).
+    /// Connections wait at most a second, so a cut shows up as 503s quickly.
+    pub async fn postgres_through<P, F, Fut>(proxy: F, holder: &mut Option<P>) -> TestApp
+    where
+        F: FnOnce(&str) -> Fut,
+        Fut: std::future::Future<Output = (P, String)>,
+    {
+        let database = PostgresDatabase::create().await;
+        let rest = database.url.split("://").nth(1).expect("a URL");
+        let host_port = rest
+            .split('@')
+            .next_back()
+            .and_then(|h| h.split('/').next())
+            .expect("host:port");
+        let (handle, proxied) = proxy(host_port).await;
+        *holder = Some(handle);
+        let url = database.url.replacen(host_port, &proxied, 1);
+        let options = DbOptions {
+            acquire_timeout: Duration::from_secs(1),
+            ..options(&url)
+        };
+        let db = Db::connect(&options)
+            .await
+            .expect("open PostgreSQL through the proxy");
+        Self::build(db, WebConfig::default(), None, Some(database))
+    }
+
     fn build(
         db: Db,
         config: WebConfig,

@@ -89,6 +89,7 @@ fn args(connection_string: Option<String>) -> TelemetryArgs {
         otel_exporter_otlp_endpoint: None,
         otel_service_name: "doorbuster".to_owned(),
         otel_metric_export_interval: 60_000,
+        trace_export_ratio: 1.0,
         pod_name: Some("doorbuster-test-pod".to_owned()),
         node_name: Some("virtual-node-aci-linux".to_owned()),
     }
