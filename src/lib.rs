@@ -2,7 +2,7 @@
 //!
 //! A Black Friday storefront that is at once a shop a person can browse, a load target that reports
 //! what it is doing, and a Kubernetes sample workload. One binary, three roles chosen by
-//! subcommand (`serve`, `migrate`; see [`cli`]).
+//! subcommand (`serve`, `migrate`, `loadgen`; see [`cli`]).
 //!
 //! ## Layout
 //!
@@ -25,6 +25,8 @@
 //! - [`error`]: the one error type and its two renderings.
 //! - [`money`]: formatting integer cents for people.
 //! - [`telemetry`]: logging setup.
+//! - [`loadgen`]: the load generator (`doorbuster loadgen`): shopper journeys, load shapes,
+//!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
 
 pub mod cart;
 pub mod checkout;
@@ -33,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod loadgen;
 pub mod money;
 pub mod server;
 pub mod state;
