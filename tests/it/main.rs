@@ -9,6 +9,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod docs;
+mod loadgen;
 mod openapi;
 mod probes;
 mod shutdown;
