@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, MigrateArgs, ServeArgs};
+use crate::loadgen::LoadgenArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and seed the catalog, then exit.
     Migrate(MigrateArgs),
+    /// Send shoppers (or one request on repeat) to a Doorbuster and report how it held up.
+    Loadgen(LoadgenArgs),
 }
 
 impl Cli {
@@ -64,5 +67,45 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["doorbuster", "migrate", "--restock"]).unwrap();
         assert!(matches!(cli.into_command(), Command::Migrate(args) if args.restock));
+    }
+
+    #[test]
+    fn loadgen_flags_parse_and_conflict() {
+        let cli = Cli::try_parse_from([
+            "doorbuster",
+            "loadgen",
+            "--target",
+            "http://127.0.0.1:8080",
+            "--stages",
+            "30s:50,2m:500,1m:500,30s:0",
+            "--mix",
+            "browse=70,cart=20,checkout=10",
+            "--max-error-rate",
+            "2%",
+        ])
+        .unwrap();
+        let Command::Loadgen(args) = cli.into_command() else {
+            panic!("expected loadgen");
+        };
+        assert_eq!(args.run_time(), Some(std::time::Duration::from_secs(240)));
+        assert_eq!(args.max_error_rate, 2.0);
+        assert_eq!(args.mix.to_string(), "browse=70,cart=20,checkout=10");
+
+        for conflicting in [
+            &["--rps", "100", "--stages", "1m:10"][..],
+            &["--open"],
+            &["--spawn-rate", "5", "--rps", "10"],
+            &["--duration", "1m", "--stages", "1m:10"],
+            &["--scenario", "everything"],
+            &["--users", "0"],
+        ] {
+            let mut argv = vec!["doorbuster", "loadgen", "--target", "http://127.0.0.1:8080"];
+            argv.extend_from_slice(conflicting);
+            let error = Cli::try_parse_from(&argv).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{argv:?}");
+        }
+        let error =
+            Cli::try_parse_from(["doorbuster", "loadgen", "--target", "https://shop"]).unwrap_err();
+        assert!(error.to_string().contains("https"), "{error}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A Black Friday storefront that is at once a shop a person can browse, a load target that reports
 //! what it is doing, and a Kubernetes sample workload. One binary, three roles chosen by
-//! subcommand (`serve`, `migrate`; see [`cli`]).
+//! subcommand (`serve`, `migrate`, `loadgen`; see [`cli`]).
 //!
 //! ## Layout
 //!
@@ -30,6 +30,8 @@
 //! - [`telemetry`]: logs, traces and metrics exporters (Application Insights with Live Metrics,
 //!   OTLP); [`metrics`]: the instruments, and Prometheus text for the admin port;
 //!   [`web::observe`]: the per-request span, metrics and synthetic-traffic tag.
+//! - [`loadgen`]: the load generator (`doorbuster loadgen`): shopper journeys, load shapes,
+//!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
 
 pub mod cart;
 pub mod checkout;
@@ -39,6 +41,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod load;
+pub mod loadgen;
 pub mod metrics;
 pub mod money;
 pub mod server;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use doorbuster::cli::{Cli, Command};
-use doorbuster::{server, telemetry};
+use doorbuster::{loadgen, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,12 +25,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match command {
-            Command::Serve(args) => server::run(args, log_format).await,
-            Command::Migrate(args) => server::migrate(args).await,
+            Command::Serve(args) => exit(server::run(args, log_format).await),
+            Command::Migrate(args) => exit(server::migrate(args).await),
+            Command::Loadgen(args) => {
+                let result = loadgen::run(args).await;
+                if let Err(error) = &result {
+                    eprintln!("error: {error}");
+                }
+                loadgen::exit_code(&result)
+            }
         }
-    });
+    })
+}
+
+fn exit(result: Result<(), server::BoxError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

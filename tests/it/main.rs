@@ -11,6 +11,7 @@ mod checkout;
 mod docs;
 mod hostile;
 mod load;
+mod loadgen;
 mod openapi;
 mod probes;
 mod reliability;
