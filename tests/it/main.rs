@@ -9,6 +9,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod docs;
+mod manifests;
 mod openapi;
 mod probes;
 mod shutdown;
