@@ -11,8 +11,9 @@
 #                                     bundle for outbound TLS, and a `nonroot` user 65532.
 # Elsewhere, any image with those contents will do: pass
 #   --build-arg BUILD_BASE=rust:1.95-bookworm --build-arg RUNTIME_BASE=gcr.io/distroless/cc-debian12:nonroot
-# (`az acr build` in docs/DEPLOY-AKS.md does exactly that).
+# (docs/acr-build.yaml, used by docs/DEPLOY-AKS.md, does exactly that).
 
+# checkov:skip=CKV_DOCKER_7: both FROM lines use these ARGs, whose defaults carry a tag (:bookworm); checkov does not resolve ARGs
 ARG BUILD_BASE=doorbuster-build-base:bookworm
 ARG RUNTIME_BASE=doorbuster-runtime-base:bookworm
 
