@@ -12,6 +12,7 @@ mod docs;
 mod hostile;
 mod load;
 mod loadgen;
+mod manifests;
 mod openapi;
 mod probes;
 mod reliability;
