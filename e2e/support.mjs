@@ -136,11 +136,18 @@ async function guard(context) {
   };
 }
 
-/** Saves a full-page screenshot as `<name>.png` in the screenshots folder. */
+/**
+ * Saves what the shopper sees first (the viewport, from the top of the page) as `<name>.png` in
+ * the screenshots folder, once every image on screen has loaded.
+ */
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS_DIR, { recursive: true });
   const file = path.join(SCREENSHOTS_DIR, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true, animations: "disabled", caret: "hide" });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForFunction(() => [...document.images]
+    .filter((img) => img.getBoundingClientRect().top < window.innerHeight)
+    .every((img) => img.complete));
+  await page.screenshot({ path: file, animations: "disabled", caret: "hide" });
   return file;
 }
 
