@@ -36,6 +36,9 @@ pub struct Layout {
     pub js: String,
     pub favicon: String,
     pub logo: String,
+    /// Which replica served the page, and on which node: refreshing shows load spreading across
+    /// pods and onto the virtual node. Empty on pages rendered without the state (error pages).
+    pub served_by: String,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,7 @@ impl Layout {
             js: assets::url("app.js"),
             favicon: assets::url("favicon.svg"),
             logo: assets::url("logo.svg"),
+            served_by: String::new(),
         }
     }
 
@@ -71,6 +75,10 @@ impl Layout {
     ) -> Result<Layout, PageError> {
         let categories = catalog::categories(&state.db).await?;
         let mut layout = Layout::bare(title, cart.item_count());
+        layout.served_by = match &state.config.node {
+            Some(node) => format!("{} on {node}", state.config.instance),
+            None => state.config.instance.clone(),
+        };
         layout.nav = categories
             .into_iter()
             .map(|c| NavLink {
@@ -377,6 +385,15 @@ async fn cart_rows(state: &AppState, cart: &mut Cart) -> Result<(Vec<CartRow>, M
     Ok((rows, Money(subtotal)))
 }
 
+/// What the shopper saves on these lines against list prices.
+fn savings(rows: &[CartRow]) -> Money {
+    Money(
+        rows.iter()
+            .map(|row| row.product.saving_cents() * row.quantity)
+            .sum(),
+    )
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CartParams {
     added: Option<String>,
@@ -392,6 +409,7 @@ struct CartTemplate {
     added: Option<String>,
     blocked: bool,
     max_quantity: i64,
+    savings: Money,
 }
 
 pub async fn cart(
@@ -411,6 +429,7 @@ pub async fn cart(
             layout,
             item_count: cart.item_count(),
             blocked: rows.iter().any(|row| row.problem.is_some()),
+            savings: savings(&rows),
             rows,
             subtotal,
             added,
@@ -513,6 +532,7 @@ struct CheckoutTemplate {
     layout: Layout,
     rows: Vec<CartRow>,
     subtotal: Money,
+    savings: Money,
     fields: Vec<FormField>,
     idempotency_key: String,
     /// Problems that belong to no single field (stock, the cart).
@@ -615,6 +635,7 @@ pub async fn checkout_form(
     let layout = Layout::load(&state, "Checkout · Doorbuster", &cart, None).await?;
     let page = CheckoutTemplate {
         layout,
+        savings: savings(&rows),
         rows,
         subtotal,
         fields: form_fields(&Customer::default(), &[]),
@@ -691,6 +712,7 @@ pub async fn checkout_submit(
     let layout = Layout::load(&state, "Checkout · Doorbuster", &cart, None).await?;
     let page = CheckoutTemplate {
         layout,
+        savings: savings(&rows),
         rows,
         subtotal,
         fields: form_fields(&form.customer(), &errors),
@@ -765,6 +787,23 @@ pub async fn order(
     Ok(no_store(Page(StatusCode::OK, page)).into_response())
 }
 
+/// `19204` → `19,204`, for review counts in templates (which pass fields by reference).
+fn grouped(n: &i64) -> String {
+    let n = *n;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// `K7Q3M9XD2FHA` → `K7Q3-M9XD-2FHA`, easier to read out on the phone.
 fn group_order_number(id: &str) -> String {
     id.as_bytes()
@@ -786,6 +825,14 @@ fn no_store(page: impl IntoResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_grouped_in_thousands() {
+        assert_eq!(grouped(&7), "7");
+        assert_eq!(grouped(&3412), "3,412");
+        assert_eq!(grouped(&19_204), "19,204");
+        assert_eq!(grouped(&1_000_000), "1,000,000");
+    }
 
     #[test]
     fn order_numbers_are_grouped() {

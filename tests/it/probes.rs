@@ -25,3 +25,25 @@ db_tests! {
         assert_eq!(page.header("connection"), "close");
     }
 }
+
+/// The footer names the replica (POD_NAME) and node (NODE_NAME) that served the page, so
+/// refreshing shows load spreading across pods and onto the virtual node.
+#[tokio::test]
+async fn footer_shows_the_serving_pod_and_node() {
+    use doorbuster::config::WebConfig;
+    use doorbuster::state::AppState;
+
+    let app = crate::support::TestApp::sqlite().await;
+    let config = WebConfig {
+        instance: "doorbuster-7d9c5-x2kq".to_owned(),
+        node: Some("virtual-node-aci-linux".to_owned()),
+        ..WebConfig::default()
+    };
+    let state = AppState::with_metrics(app.state.db.clone(), config, app.state.metrics.clone());
+    let app = app.with_state(state);
+    let html = app.get("/").await.text();
+    assert!(
+        html.contains("Served by <strong>doorbuster-7d9c5-x2kq on virtual-node-aci-linux</strong>"),
+        "{html}"
+    );
+}
