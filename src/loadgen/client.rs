@@ -195,10 +195,6 @@ impl Call {
         self.header = Some((name, value));
         self
     }
-
-    pub fn path(&self) -> &str {
-        self.uri.path()
-    }
 }
 
 /// What came back.
