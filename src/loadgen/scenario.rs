@@ -14,8 +14,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::Uri;
-use hyper::header::{HeaderName, HeaderValue};
+use axum::http::Uri;
+use axum::http::header::{HeaderName, HeaderValue};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn answers_count_by_step() {
         let reply = |status: u16, location: Option<&'static str>| Reply {
-            status: hyper::StatusCode::from_u16(status).unwrap(),
+            status: axum::http::StatusCode::from_u16(status).unwrap(),
             location: location.map(HeaderValue::from_static),
             body: None,
         };
