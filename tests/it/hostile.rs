@@ -153,21 +153,48 @@ async fn slow_huge_and_malformed_requests_are_refused() {
     // Slowloris: half a request head, then silence.
     let started = Instant::now();
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: shop\r\nX-Slow: ").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: shop\r\nX-Slow: ")
+        .await
+        .unwrap();
     let mut buffer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
     assert!(read.is_ok(), "the server closed the slow connection");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
-    let huge = format!("GET / HTTP/1.1\r\nHost: shop\r\nCookie: cart={}\r\nConnection: close\r\n\r\n", "1x1-".repeat(50_000));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: shop\r\nCookie: cart={}\r\nConnection: close\r\n\r\n",
+        "1x1-".repeat(50_000)
+    );
     let answer = exchange(addr, huge.as_bytes()).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{}", &answer[..answer.len().min(200)]);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
 
-    let answer = exchange(addr, b"GET /p/\xff\xfe HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = exchange(
+        addr,
+        b"GET /p/\xff\xfe HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
 
-    let answer = exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "still serving: {answer}");
+    let answer = exchange(
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "still serving: {answer}"
+    );
     stop.cancel();
     server.await.unwrap().unwrap();
 }
