@@ -290,7 +290,7 @@ pub async fn count(db: &Db) -> Result<i64, DbError> {
 }
 
 /// Crockford base32 without the ambiguous letters I, L, O and U.
-const ORDER_ID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub const ORDER_ID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// 12 symbols = 60 random bits: unguessable enough that order pages need no login.
 pub const ORDER_ID_LEN: usize = 12;
 
