@@ -121,3 +121,153 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Opti
     let _ = child.kill();
     None
 }
+
+/// Drain under load: two `doorbuster loadgen` crowds shop while the server gets SIGTERM. The first
+/// crowd's run ends inside the drain delay, so every request it makes is accepted before the
+/// deadline: none may fail. The second keeps going past the deadline, so it meets a closed
+/// listener, which is the point: it may see connection errors then, but never a 5xx. Readiness
+/// turns false while the shop still serves, and every order either crowd was told about (201)
+/// is in the database, whole.
+#[test]
+fn sigterm_under_load_loses_no_accepted_request_or_order() {
+    const DRAIN_DELAY: Duration = Duration::from_secs(6);
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("shop.db");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_doorbuster"))
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
+        .env("DOORBUSTER_HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DOORBUSTER_DRAIN_DELAY", "6s")
+        .env("RUST_LOG", "warn,doorbuster=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        if let Some(rest) = line.split("open at http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let crowd = |name: &str, duration: &str| {
+        let report = dir.path().join(format!("{name}.json"));
+        let child = Command::new(env!("CARGO_BIN_EXE_doorbuster"))
+            .args(["loadgen", "--target", &format!("http://{addr}")])
+            .args(["--users", "4", "--duration", duration])
+            .args(["--mix", "browse=40,cart=20,checkout=40"])
+            .args(["--max-error-rate", "100%", "--timeout", "5s"])
+            .arg("--json")
+            .arg(&report)
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, report)
+    };
+    let (mut inside, inside_report) = crowd("inside", "2s");
+    let (mut past, past_report) = crowd("past", "9s");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let sigterm_at = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = sigterm_at + DRAIN_DELAY;
+
+    // Readiness turns false at once, while the listener still serves the crowd.
+    let ready = loop {
+        let status = http_get_status(&addr, "/readyz");
+        if status == 503 || sigterm_at.elapsed() > Duration::from_secs(2) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(ready, 503, "not ready while draining");
+    assert_eq!(http_get_status(&addr, "/healthz"), 200, "still serving");
+
+    let inside_exit = wait_with_timeout(&mut inside, Duration::from_secs(30));
+    assert!(
+        Instant::now() < deadline,
+        "the first crowd must finish inside the drain delay for this test to mean anything; \
+         the machine is too slow for a {DRAIN_DELAY:?} delay"
+    );
+    assert_eq!(inside_exit, Some(0), "the first crowd's run passed");
+    assert_eq!(
+        wait_with_timeout(&mut server, Duration::from_secs(30)),
+        Some(0),
+        "the server exits 0 after the drain"
+    );
+    assert!(
+        Instant::now() >= deadline,
+        "the listener stayed open for the drain delay"
+    );
+    wait_with_timeout(&mut past, Duration::from_secs(60)).expect("the second crowd ends");
+
+    let inside = read_report(&inside_report);
+    let past = read_report(&past_report);
+    assert!(
+        inside["requests"].as_u64().unwrap() > 20,
+        "the first crowd did shop: {inside}"
+    );
+    assert_eq!(
+        inside["errors"], 0,
+        "nothing accepted before the deadline failed: {inside}"
+    );
+    for report in [&inside, &past] {
+        for step in report["steps"].as_array().unwrap() {
+            let statuses = step["statuses"].as_object().unwrap();
+            assert!(
+                statuses.keys().all(|status| !status.starts_with('5')),
+                "no 5xx, ever: {step}"
+            );
+        }
+    }
+    eprintln!(
+        "inside the drain: {} requests, {} orders; past it: {} requests, {} orders, {} errors",
+        inside["requests"],
+        inside["orders_placed"],
+        past["requests"],
+        past["orders_placed"],
+        past["errors"]
+    );
+    let told = inside["orders_placed"].as_u64().unwrap() + past["orders_placed"].as_u64().unwrap();
+    assert!(told > 0, "some orders were placed: {inside} {past}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = doorbuster::db::Db::connect(&crate::support::options(&format!(
+            "sqlite://{}",
+            db_path.display()
+        )))
+        .await
+        .unwrap();
+        let stored = doorbuster::db::orders::count(&db).await.unwrap();
+        assert_eq!(
+            stored as u64, told,
+            "every 201 is an order in the database, and only those"
+        );
+        assert_eq!(
+            doorbuster::db::orders::audit(&db).await.unwrap(),
+            doorbuster::db::orders::Audit::default(),
+            "no half-written order"
+        );
+    });
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("received SIGTERM"), "{log}");
+}
+
+fn read_report(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("loadgen wrote no report at {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
