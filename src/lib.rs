@@ -29,7 +29,8 @@
 //! - [`money`]: formatting integer cents for people.
 //! - [`telemetry`]: logs, traces and metrics exporters (Application Insights with Live Metrics,
 //!   OTLP); [`metrics`]: the instruments, and Prometheus text for the admin port;
-//!   [`web::observe`]: the per-request span, metrics and synthetic-traffic tag.
+//!   [`web::observe`]: the per-request span, metrics and synthetic-traffic tag; [`sampling`]:
+//!   which requests are traced, decided before any span is built.
 //! - [`loadgen`]: the load generator (`doorbuster loadgen`): shopper journeys, load shapes,
 //!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
 
@@ -44,6 +45,7 @@ pub mod load;
 pub mod loadgen;
 pub mod metrics;
 pub mod money;
+pub mod sampling;
 pub mod server;
 pub mod state;
 pub mod telemetry;

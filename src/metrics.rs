@@ -16,6 +16,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use crate::checkout::{CheckoutError, Placed};
+use crate::sampling::RequestTracing;
 
 /// Request-duration buckets in seconds, 1 ms to 10 s. (The SDK's defaults assume milliseconds.)
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -36,6 +37,8 @@ pub struct Metrics {
     pub cart_additions: Counter<u64>,
     pub requests_shed: Counter<u64>,
     pub control_changes: Counter<u64>,
+    /// Which requests are traced, and where the others are counted (see [`RequestTracing`]).
+    pub request_tracing: RequestTracing,
     meter: opentelemetry::metrics::Meter,
 }
 
@@ -53,13 +56,14 @@ fn rejection_reason(error: &CheckoutError) -> Option<&'static str> {
 impl Metrics {
     /// Metrics exported through Prometheus only (what tests and a bare `serve` use).
     pub fn prometheus_only(resource: opentelemetry_sdk::Resource) -> Arc<Metrics> {
-        Self::with_readers(resource, Vec::new())
+        Self::with_readers(resource, Vec::new(), RequestTracing::default())
     }
 
     /// Metrics exported through Prometheus and through each extra reader (periodic exporters).
     pub fn with_readers(
         resource: opentelemetry_sdk::Resource,
         readers: Vec<Box<dyn MetricReaderBox>>,
+        request_tracing: RequestTracing,
     ) -> Arc<Metrics> {
         let registry = prometheus::Registry::new();
         let mut builder = SdkMeterProvider::builder().with_resource(resource);
@@ -114,6 +118,7 @@ impl Metrics {
                 .u64_counter("doorbuster.control.changes")
                 .with_description("Changes made through the admin control API")
                 .build(),
+            request_tracing,
             meter: meter.clone(),
             provider,
             registry,

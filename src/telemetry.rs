@@ -30,6 +30,7 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{LogFormat, TelemetryArgs};
 use crate::metrics::{MetricReaderBox, Metrics};
+use crate::sampling::{LiveMetricsFeed, RequestTracing, UntracedGate};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -151,11 +152,12 @@ impl Telemetry {
     {
         let resource = resource(args);
         let mut report = ExporterReport::default();
+        let ratio = args.trace_export_ratio.clamp(0.0, 1.0);
         let mut tracer_builder = SdkTracerProvider::builder().with_resource(resource.clone());
+        let mut live_metrics: Option<LiveMetricsFeed> = None;
         let mut readers: Vec<Box<dyn MetricReaderBox>> = Vec::new();
         let mut tracing_on = false;
         let interval = Duration::from_millis(args.otel_metric_export_interval.max(1_000));
-        let ratio = args.trace_export_ratio.clamp(0.0, 1.0);
 
         match args
             .applicationinsights_connection_string
@@ -176,17 +178,19 @@ impl Telemetry {
                     })?
                     .with_resource_attributes_in_events_and_logs(false)
                     .with_sample_rate(ratio);
-                tracer_builder = tracer_builder
-                    .with_span_processor(ExportShare::new(
-                        BatchSpanProcessor::builder(exporter.clone(), Tokio).build(),
-                        ratio,
-                    ))
-                    .with_span_processor(
-                        opentelemetry_application_insights::LiveMetricsSpanProcessor::new(
-                            exporter.clone(),
-                            Tokio,
-                        ),
+                let mut processor =
+                    opentelemetry_application_insights::LiveMetricsSpanProcessor::new(
+                        exporter.clone(),
+                        Tokio,
                     );
+                opentelemetry_sdk::trace::SpanProcessor::set_resource(&mut processor, &resource);
+                let feed: LiveMetricsFeed = Arc::new(processor);
+                tracer_builder = tracer_builder
+                    .with_span_processor(
+                        BatchSpanProcessor::builder(exporter.clone(), Tokio).build(),
+                    )
+                    .with_span_processor(Shared(feed.clone()));
+                live_metrics = Some(feed);
                 readers.push(Box::new(
                     PeriodicReader::builder(exporter, Tokio)
                         .with_interval(interval)
@@ -223,10 +227,8 @@ impl Telemetry {
                     .with_endpoint(format!("{base}/v1/metrics"))
                     .build()
                     .map_err(|error| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {error}"))?;
-                tracer_builder = tracer_builder.with_span_processor(ExportShare::new(
-                    BatchSpanProcessor::builder(spans, Tokio).build(),
-                    ratio,
-                ));
+                tracer_builder = tracer_builder
+                    .with_span_processor(BatchSpanProcessor::builder(spans, Tokio).build());
                 readers.push(Box::new(
                     PeriodicReader::builder(metrics, Tokio)
                         .with_interval(interval)
@@ -242,7 +244,8 @@ impl Telemetry {
                 .push("OTLP: off (set OTEL_EXPORTER_OTLP_ENDPOINT)".to_owned()),
         }
 
-        let metrics = Metrics::with_readers(resource, readers);
+        let metrics =
+            Metrics::with_readers(resource, readers, RequestTracing::new(ratio, live_metrics));
         let tracer_provider = tracing_on.then(|| tracer_builder.build());
         let otel_layer = tracer_provider.as_ref().map(|provider| {
             // Its own filter: request and database spans from this crate, warnings from others,
@@ -257,13 +260,21 @@ impl Telemetry {
                 // Per-span bookkeeping nobody reads in Application Insights: skipping it keeps the
                 // cost of a traced request down (see docs/TELEMETRY.md, "What it costs").
                 .with_tracked_inactivity(false)
+                // Nothing here reads OpenTelemetry's own current context (parents come from the
+                // tracing span tree), so skip attaching it on every poll of every span.
+                .with_context_activation(false)
                 .with_threads(false)
                 .with_location(false)
                 .with_target(false)
                 .with_level(false)
                 .with_filter(filter)
         });
-        let subscriber = Registry::default().with(log_layer(format)).with(otel_layer);
+        // Requests that are not traced build no spans (see crate::sampling).
+        let gate = otel_layer.is_some().then_some(UntracedGate);
+        let subscriber = Registry::default()
+            .with(log_layer(format))
+            .with(otel_layer)
+            .with(gate);
         Ok((
             Telemetry {
                 metrics,
@@ -319,78 +330,33 @@ impl Telemetry {
     }
 }
 
-/// Exports a share of the traces: whole traces, chosen by trace id, so every exported trace is
-/// complete. Live Metrics and the metrics still see every request (they sit beside this processor),
-/// so rates stay exact while the cost of exporting spans under a surge stays bounded. Application
-/// Insights is told the sample rate, so its `itemCount` scales the kept items back up.
+/// Shares one span processor between the tracer provider and [`RequestTracing`], which feeds
+/// it the requests that are not traced. The resource is set on the processor before it is shared,
+/// so the provider's `set_resource` has nothing left to do.
 #[derive(Debug)]
-struct ExportShare<P> {
-    inner: P,
-    /// Traces whose id falls below this threshold are exported.
-    threshold: u64,
-    everything: bool,
-}
+struct Shared(Arc<dyn opentelemetry_sdk::trace::SpanProcessor>);
 
-impl<P> ExportShare<P> {
-    fn new(inner: P, ratio: f64) -> Self {
-        ExportShare {
-            inner,
-            threshold: (ratio * u64::MAX as f64) as u64,
-            everything: ratio >= 1.0,
-        }
-    }
-
-    fn keeps(&self, trace_id: opentelemetry::trace::TraceId) -> bool {
-        // The low 64 bits of a W3C trace id are random.
-        let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or_default());
-        self.everything || low < self.threshold
-    }
-}
-
-impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanProcessor
-    for ExportShare<P>
-{
+impl opentelemetry_sdk::trace::SpanProcessor for Shared {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
-        self.inner.on_start(span, cx);
+        self.0.on_start(span, cx);
     }
 
     fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
-        if self.keeps(span.span_context.trace_id()) {
-            self.inner.on_end(span);
-        }
+        self.0.on_end(span);
     }
 
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.inner.force_flush()
+        self.0.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.0.shutdown_with_timeout(timeout)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn export_share_keeps_about_the_ratio_of_traces() {
-        let share = ExportShare::new((), 0.1);
-        let kept = (0..10_000u128)
-            .map(|i| {
-                opentelemetry::trace::TraceId::from(
-                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
-                )
-            })
-            .filter(|id| share.keeps(*id))
-            .count();
-        assert!((800..=1200).contains(&kept), "{kept}");
-        assert!(ExportShare::new((), 1.0).keeps(opentelemetry::trace::TraceId::from(u128::MAX)));
-    }
 
     #[test]
     fn connection_strings_are_checked_and_summarised() {

@@ -55,9 +55,20 @@ pub(crate) use {with_reader, with_writer};
 /// hold it (entered) long after the query returns. Were that the request's span, the request
 /// would stay open and its telemetry would be late or lost. The `#[tracing::instrument]` span of
 /// each `db` function still times the call; only the worker no longer sees it.
-pub(crate) async fn detached<F: std::future::Future>(call: F) -> F::Output {
+///
+/// In a request that is not traced there is no such span, so the call is timed here for Live
+/// Metrics' dependency rate instead (see [`crate::sampling`]).
+pub(crate) async fn detached<T, E, F>(call: F) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
     use tracing::Instrument as _;
-    call.instrument(tracing::Span::none()).await
+    let untraced = crate::sampling::untraced_dependency();
+    let result = call.instrument(tracing::Span::none()).await;
+    if let Some(dependency) = untraced {
+        dependency.finish(result.is_err());
+    }
+    result
 }
 
 /// How to reach the database; built from the configuration.

@@ -7,7 +7,7 @@
 //! dashboards can split the Black Friday crowd from real shoppers.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderMap;
@@ -75,37 +75,10 @@ pub async fn observe_request(
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let synthetic = is_synthetic(request.headers());
-    let span = tracing::info_span!(
-        "request",
-        otel.name = format!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %request.uri().path(),
-        url.scheme = "http",
-        user_agent.original = Empty,
-        http.response.status_code = Empty,
-        synthetic,
-        trace_id = Empty,
-        span_id = Empty,
-    );
-    if let Some(agent) = request
-        .headers()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-    {
-        span.record("user_agent.original", agent);
-    }
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-    let _ = span.set_parent(parent);
-    // Ids for the JSON logs: the OpenTelemetry ones when traces are exported, else the caller's.
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span.record("trace_id", span_context.trace_id().to_string());
-        span.record("span_id", span_context.span_id().to_string());
-    }
+    let caller = parent.span().span_context().clone();
+    let request_tracing = &metrics.request_tracing;
+    let traced = request_tracing.traces(&caller);
 
     let in_flight_attributes = [
         KeyValue::new("http.request.method", method.clone()),
@@ -116,12 +89,58 @@ pub async fn observe_request(
         metrics: metrics.clone(),
         attributes: in_flight_attributes,
     };
+    let started_at = SystemTime::now();
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    // The span is made inside the decision's scope: the exporting layer reads it from there.
+    let response = request_tracing
+        .serve(traced, async {
+            let span = tracing::info_span!(
+                "request",
+                otel.name = format!("{method} {route}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                http.request.method = %method,
+                http.route = %route,
+                url.path = %request.uri().path(),
+                url.scheme = "http",
+                user_agent.original = Empty,
+                http.response.status_code = Empty,
+                synthetic,
+                trace_id = Empty,
+                span_id = Empty,
+            );
+            // Untraced, and the console does not want request spans either: nothing to fill in.
+            if span.is_disabled() {
+                return next.run(request).await;
+            }
+            if let Some(agent) = request
+                .headers()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+            {
+                span.record("user_agent.original", agent);
+            }
+            let _ = span.set_parent(parent);
+            // Ids for the JSON logs: the OpenTelemetry ones when traced, else the caller's.
+            let context = span.context();
+            let own = context.span().span_context().clone();
+            let ids = if own.is_valid() { own } else { caller };
+            if ids.is_valid() {
+                span.record("trace_id", ids.trace_id().to_string());
+                span.record("span_id", ids.span_id().to_string());
+            }
+            let response = next.run(request).instrument(span.clone()).await;
+            let status = response.status();
+            span.record("http.response.status_code", status.as_u16());
+            if status.is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+            response
+        })
+        .await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "error");
+    if !traced {
+        request_tracing.count_untraced_request(started_at, status.is_server_error());
     }
     metrics.request_duration.record(
         started.elapsed().as_secs_f64(),

@@ -268,6 +268,109 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     );
 }
 
+/// The sum of a Live Metrics metric over every post received so far.
+fn live_metric(received: &Received, name: &str) -> f64 {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path.ends_with("/post"))
+        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
+        .flat_map(|point| point["Metrics"].as_array().cloned().unwrap_or_default())
+        .filter(|metric| metric["Name"] == name)
+        .filter_map(|metric| metric["Value"].as_f64())
+        .sum()
+}
+
+/// With no trace exported (`DOORBUSTER_TRACE_EXPORT_RATIO=0`), requests build no spans for the
+/// exporter, yet Live Metrics still counts them and their database calls: its request and
+/// dependency rates do not depend on the share of traces exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_metrics_counts_requests_that_are_not_traced() {
+    let (fake, received) = fake_ingestion().await;
+    let connection_string = format!(
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
+    );
+    let client = LoopbackClient(reqwest::Client::builder().build().unwrap());
+    let args = TelemetryArgs {
+        trace_export_ratio: 0.0,
+        ..args(Some(connection_string))
+    };
+    let (telemetry, subscriber, _) = Telemetry::build(&args, LogFormat::Text, client).unwrap();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only global subscriber in this process");
+
+    let app = TestApp::sqlite().await;
+    let state = AppState::with_metrics(
+        app.state.db.clone(),
+        WebConfig::default(),
+        telemetry.metrics.clone(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        Duration::ZERO,
+        stop.clone().cancelled_owned(),
+    ));
+
+    // Live Metrics counts only while a viewer watches: wait for its first post.
+    let started = Instant::now();
+    while !received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(path, _)| path.ends_with("/post"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no Live Metrics post"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = reqwest::Client::new();
+    for _ in 0..20 {
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+    }
+    let started = Instant::now();
+    while live_metric(&received, "\\ApplicationInsights\\Requests/Sec") <= 0.0
+        || live_metric(&received, "\\ApplicationInsights\\Dependency Calls/Sec") <= 0.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "Live Metrics never counted the untraced requests and their database calls"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    telemetry.shutdown(Duration::from_secs(5)).await;
+    let received = received.lock().unwrap();
+    let items: Vec<Value> = received
+        .iter()
+        .filter(|(path, _)| path == "/v2/track")
+        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
+        .collect();
+    // Only the start-up work (migrations and seeding, outside any request) is traced.
+    let exported: Vec<&Value> = base_data(&items, "RequestData")
+        .into_iter()
+        .chain(base_data(&items, "RemoteDependencyData"))
+        .filter(|item| item["name"] != "INSERT products" && item["name"] != "UPDATE products")
+        .collect();
+    assert!(
+        exported.is_empty(),
+        "no request trace is exported at ratio 0: {exported:?}"
+    );
+    assert!(
+        !base_data(&items, "MetricData").is_empty(),
+        "metrics are exported all the same"
+    );
+}
+
 /// With no telemetry variables set, nothing is exported (and the shop still serves).
 #[tokio::test]
 async fn no_variables_means_no_exporters() {

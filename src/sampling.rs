@@ -1,0 +1,282 @@
+//! Which requests are traced: the head-sampling decision, made once per request before any span
+//! exists, and the bookkeeping that keeps Live Metrics exact for the requests that are not traced.
+//!
+//! Building spans, not exporting them, is what tracing costs (docs/TELEMETRY.md, "What it
+//! costs"). So a request that will not be exported gets no spans at all: [`UntracedGate`] reads
+//! the request's task-local decision and turns its request and database spans off. Application
+//! Insights Live Metrics counts requests and dependencies from finished spans, so for those
+//! requests this module hands it a bare span record (kind, times, failure) instead, which costs
+//! a fraction of a traced span. Metrics are recorded for every request either way.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks, SpanProcessor};
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+
+/// Where the requests that are not traced are counted: Application Insights' Live Metrics.
+pub type LiveMetricsFeed = Arc<dyn SpanProcessor>;
+
+tokio::task_local! {
+    /// The decision for the request this task is serving.
+    static REQUEST: RequestDecision;
+}
+
+#[derive(Clone)]
+struct RequestDecision {
+    traced: bool,
+    /// Set only for requests that are not traced: their dependencies are counted here.
+    live_metrics: Option<LiveMetricsFeed>,
+}
+
+/// Decides which requests are traced: `ratio` of them, at random, unless the caller's
+/// `traceparent` already decided (W3C's sampled flag), so a trace is whole or absent.
+#[derive(Clone, Default)]
+pub struct RequestTracing {
+    /// Requests whose random draw falls below this are traced; `None` traces every request.
+    threshold: Option<u64>,
+    live_metrics: Option<LiveMetricsFeed>,
+}
+
+impl std::fmt::Debug for RequestTracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestTracing")
+            .field("threshold", &self.threshold)
+            .field("live_metrics", &self.live_metrics.is_some())
+            .finish()
+    }
+}
+
+impl RequestTracing {
+    /// Traces `ratio` (0 to 1) of the requests; the others are counted in `live_metrics`.
+    pub fn new(ratio: f64, live_metrics: Option<LiveMetricsFeed>) -> RequestTracing {
+        let ratio = ratio.clamp(0.0, 1.0);
+        RequestTracing {
+            threshold: (ratio < 1.0).then(|| (ratio * u64::MAX as f64) as u64),
+            live_metrics,
+        }
+    }
+
+    /// Whether to trace a request whose incoming trace context is `parent` (invalid if none).
+    pub fn traces(&self, parent: &SpanContext) -> bool {
+        if parent.is_valid() {
+            return parent.is_sampled();
+        }
+        self.threshold
+            .is_none_or(|threshold| rand::random::<u64>() < threshold)
+    }
+
+    /// Runs a request's future under its decision, so the spans created while serving it, and
+    /// their database calls, know whether they are traced.
+    pub async fn serve<F: Future>(&self, traced: bool, request: F) -> F::Output {
+        let decision = RequestDecision {
+            traced,
+            live_metrics: if traced {
+                None
+            } else {
+                self.live_metrics.clone()
+            },
+        };
+        REQUEST.scope(decision, request).await
+    }
+
+    /// Counts a finished request that was not traced in Live Metrics.
+    pub fn count_untraced_request(&self, started: SystemTime, server_error: bool) {
+        if let Some(live_metrics) = &self.live_metrics {
+            live_metrics.on_end(bare_span(SpanKind::Server, started, server_error));
+        }
+    }
+}
+
+/// Whether spans made now are wanted: inside a request, only if that request is traced; outside
+/// any request (start-up work), always.
+pub fn span_enabled_for_export() -> bool {
+    REQUEST.try_with(|decision| decision.traced).unwrap_or(true)
+}
+
+/// The outermost layer when traces are exported: it turns this crate's spans off, for every
+/// layer, inside requests that are not traced, so they are never built. (A per-layer filter on
+/// the exporting layer alone leaves the span to the registry, whose bookkeeping on every poll is
+/// most of the cost.) Log lines inside such requests still print; they carry no trace ids, as
+/// there is no trace for them to point to.
+#[derive(Debug, Clone, Copy)]
+pub struct UntracedGate;
+
+impl UntracedGate {
+    fn gated(metadata: &Metadata<'_>) -> bool {
+        metadata.is_span() && metadata.target().starts_with("doorbuster")
+    }
+}
+
+impl<S: Subscriber> Layer<S> for UntracedGate {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if Self::gated(metadata) {
+            // Decided per request: ask `enabled` every time.
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        !Self::gated(metadata) || span_enabled_for_export()
+    }
+}
+
+/// Times a database call of a request that is not traced, for Live Metrics' dependency rate.
+/// Returns `None`, at the cost of one task-local read, when the request is traced (its database
+/// span is counted when it ends) or there is no Live Metrics.
+pub fn untraced_dependency() -> Option<UntracedDependency> {
+    REQUEST
+        .try_with(|decision| decision.live_metrics.clone())
+        .ok()
+        .flatten()
+        .map(|live_metrics| UntracedDependency {
+            live_metrics,
+            started: SystemTime::now(),
+        })
+}
+
+/// A database call under way in a request that is not traced; see [`untraced_dependency`].
+#[derive(Debug)]
+pub struct UntracedDependency {
+    live_metrics: LiveMetricsFeed,
+    started: SystemTime,
+}
+
+impl UntracedDependency {
+    pub fn finish(self, failed: bool) {
+        self.live_metrics
+            .on_end(bare_span(SpanKind::Client, self.started, failed));
+    }
+}
+
+/// What Live Metrics reads from a span: its kind, duration and failure, and nothing else.
+fn bare_span(kind: SpanKind, started: SystemTime, failed: bool) -> SpanData {
+    SpanData {
+        span_context: SpanContext::empty_context(),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: kind,
+        name: Cow::Borrowed("untraced"),
+        start_time: started,
+        end_time: SystemTime::now(),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: if failed {
+            Status::error("")
+        } else {
+            Status::Unset
+        },
+        instrumentation_scope: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::{TraceFlags, TraceId, TraceState};
+
+    use super::*;
+
+    #[test]
+    fn about_the_ratio_of_requests_is_traced_and_the_caller_decides_first() {
+        let tenth = RequestTracing::new(0.1, None);
+        let none = SpanContext::empty_context();
+        let traced = (0..10_000).filter(|_| tenth.traces(&none)).count();
+        assert!((800..=1200).contains(&traced), "{traced}");
+        assert!((0..100).all(|_| RequestTracing::new(1.0, None).traces(&none)));
+        assert!((0..100).all(|_| !RequestTracing::new(0.0, None).traces(&none)));
+
+        let caller = |flags| {
+            SpanContext::new(
+                TraceId::from(7),
+                SpanId::from(9),
+                flags,
+                true,
+                TraceState::default(),
+            )
+        };
+        assert!(RequestTracing::new(0.0, None).traces(&caller(TraceFlags::SAMPLED)));
+        assert!(!RequestTracing::new(1.0, None).traces(&caller(TraceFlags::default())));
+    }
+
+    #[tokio::test]
+    async fn the_gate_builds_no_spans_for_untraced_requests() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+            .with(UntracedGate);
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let tracing = RequestTracing::new(0.5, None);
+        let made = |traced| {
+            tracing.serve(traced, async {
+                !tracing::info_span!("request").is_disabled()
+            })
+        };
+        assert!(made(true).await, "a traced request has its span");
+        assert!(!made(false).await, "an untraced one has none");
+        assert!(
+            !tracing::info_span!("start-up").is_disabled(),
+            "outside requests, spans are made"
+        );
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<(SpanKind, bool)>>);
+
+    impl SpanProcessor for Recorder {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+        fn on_end(&self, span: SpanData) {
+            let failed = matches!(span.status, Status::Error { .. });
+            self.0.lock().unwrap().push((span.span_kind, failed));
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(
+            &self,
+            _: std::time::Duration,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn untraced_requests_and_their_database_calls_reach_live_metrics() {
+        let recorder = Arc::new(Recorder::default());
+        let tracing = RequestTracing::new(0.5, Some(recorder.clone()));
+        assert!(span_enabled_for_export(), "outside a request");
+        assert!(untraced_dependency().is_none(), "outside a request");
+
+        tracing
+            .serve(true, async {
+                assert!(span_enabled_for_export());
+                assert!(
+                    untraced_dependency().is_none(),
+                    "a traced request's span counts"
+                );
+            })
+            .await;
+        tracing
+            .serve(false, async {
+                assert!(!span_enabled_for_export());
+                untraced_dependency().unwrap().finish(true);
+            })
+            .await;
+        tracing.count_untraced_request(SystemTime::now(), false);
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            [(SpanKind::Client, true), (SpanKind::Server, false)]
+        );
+    }
+}
