@@ -58,7 +58,7 @@ impl RequestTracing {
     pub fn new(ratio: f64, live_metrics: Option<LiveMetricsFeed>) -> RequestTracing {
         let ratio = ratio.clamp(0.0, 1.0);
         RequestTracing {
-            threshold: (ratio < 1.0).then(|| (ratio * u64::MAX as f64) as u64),
+            threshold: (ratio < 1.0).then_some((ratio * u64::MAX as f64) as u64),
             live_metrics,
         }
     }
