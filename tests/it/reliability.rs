@@ -361,3 +361,31 @@ async fn secrets_never_reach_the_logs() {
         );
     }
 }
+
+/// Azure Database for PostgreSQL requires TLS: the shop connects with `sslmode=verify-full`
+/// (scripts/test runs its PostgreSQL with TLS on and a certificate for 127.0.0.1), and the
+/// session really is encrypted.
+#[tokio::test]
+async fn postgres_connects_over_verified_tls() {
+    let admin_url = std::env::var("DOORBUSTER_TEST_POSTGRES_URL")
+        .expect("run scripts/test, which starts PostgreSQL with TLS on");
+    let ca = std::env::var("DOORBUSTER_TEST_POSTGRES_CA").expect(
+        "DOORBUSTER_TEST_POSTGRES_CA: scripts/test sets it to its server's certificate; with a \
+         server of your own, set it to the CA certificate that signed the server's",
+    );
+    let separator = if admin_url.contains('?') { '&' } else { '?' };
+    let url = format!("{admin_url}{separator}sslmode=verify-full&sslrootcert={ca}");
+    let db = doorbuster::db::Db::connect(&crate::support::options(&url))
+        .await
+        .expect("a verified TLS connection");
+    let doorbuster::db::Db::Postgres(pool) = &db else {
+        panic!("a postgres:// URL opens PostgreSQL")
+    };
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(encrypted, "the session is encrypted");
+    db.close().await;
+}
