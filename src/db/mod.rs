@@ -148,8 +148,11 @@ impl From<sqlx::Error> for DbError {
 /// file, PostgreSQL shutting down or out of connections.
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
+        // A connection cut during its handshake (the TLS negotiation answered by a closing socket)
+        // surfaces as a protocol error: the database is unreachable, not the request wrong.
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
