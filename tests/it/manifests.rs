@@ -1,8 +1,8 @@
 //! The Kubernetes manifests and the binary agree: every variable the manifests set for a
 //! Doorbuster container is one the binary reads, with a value it accepts; every `args` line parses
-//! (or names a subcommand that is still being written); the probe paths answer on the shop port;
-//! the ports are the binary's. The YAML under `k8s/` is read directly, base, components and
-//! overlay patches alike, so the test needs no kubectl. Environment changes in patches must be
+//! with the real CLI; the probe paths answer on the shop port; the ports are the binary's. The
+//! YAML under `k8s/` is read directly (base, components, overlay patches and the manifests applied
+//! on their own alike), so the test needs no kubectl. Environment changes in patches must be
 //! strategic-merge patches (a container named like the base's), which is what this test reads.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,39 +16,17 @@ use serde_json::Value;
 
 use crate::support::TestApp;
 
-/// Variables the binary reads outside clap (by a library, or by code that is landing now). Every
-/// other variable must be the `env` of a clap argument of some subcommand.
-const READ_OUTSIDE_CLAP: &[(&str, Status)] = &[
+/// Variables the binary reads outside clap, each by a library. Every other variable must be the
+/// `env` of a clap argument of some subcommand.
+const READ_OUTSIDE_CLAP: &[&str] = &[
     // tracing-subscriber's EnvFilter (src/telemetry.rs).
-    ("RUST_LOG", Status::Read),
+    "RUST_LOG",
     // sqlx's PostgreSQL driver, when DATABASE_URL has no password (libpq's variable).
-    ("PGPASSWORD", Status::Read),
-    // The telemetry issue: exporters switched on by the standard variables, and the pod and
-    // node names that label telemetry.
-    ("APPLICATIONINSIGHTS_CONNECTION_STRING", Status::Pending),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", Status::Pending),
-    ("OTEL_SERVICE_NAME", Status::Pending),
-    ("POD_NAME", Status::Pending),
-    ("NODE_NAME", Status::Pending),
+    "PGPASSWORD",
 ];
 
-/// clap arguments that the manifests already use and the telemetry issue is adding.
-const PENDING_CLAP_ENV: &[&str] = &["DOORBUSTER_ADMIN_PORT"];
-/// Subcommands the manifests run that are still being written (the load generator issue).
-const PENDING_SUBCOMMANDS: &[&str] = &["loadgen"];
-/// The admin port (Prometheus /metrics) the telemetry issue puts behind DOORBUSTER_ADMIN_PORT.
-const ADMIN_PORT: u16 = 9090;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    /// The binary reads it today.
-    Read,
-    /// Not read yet: the lead is adding it. Allowed in manifests meanwhile.
-    Pending,
-}
-
 /// One container as it appears in one YAML document (a base resource or a patch).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ContainerDoc {
     file: PathBuf,
     name: String,
@@ -120,23 +98,42 @@ fn containers(docs: &[(PathBuf, Value)]) -> Vec<ContainerDoc> {
     out
 }
 
-/// Doorbuster's containers, grouped by name: the ones whose image is the `doorbuster`
-/// placeholder, plus every patch of a container with one of those names.
+/// Whether an image reference names Doorbuster's image: the `doorbuster` placeholder that the
+/// kustomize tree's image component renames, or `[registry/]doorbuster[:tag][@digest]` in a
+/// manifest applied on its own (k8s/loadgen/job.yaml).
+fn is_doorbuster_image(image: &str) -> bool {
+    let without_digest = image.split('@').next().unwrap_or_default();
+    let last = without_digest.rsplit('/').next().unwrap_or_default();
+    last.split(':').next() == Some("doorbuster")
+}
+
+/// Doorbuster's containers: every container whose image is Doorbuster's, each followed by the
+/// patches overlays apply to it (documents of a container with the same name and no image). Keyed
+/// by container name, with the file added when two manifests use the same name.
 fn doorbuster_containers(docs: &[(PathBuf, Value)]) -> BTreeMap<String, Vec<ContainerDoc>> {
-    let all = containers(docs);
-    let names: BTreeSet<String> = all
-        .iter()
-        .filter(|c| c.spec["image"].as_str() == Some("doorbuster"))
-        .map(|c| c.name.clone())
+    let (bases, patches): (Vec<ContainerDoc>, Vec<ContainerDoc>) = containers(docs)
+        .into_iter()
+        .partition(|c| c.spec.get("image").is_some());
+    let bases: Vec<ContainerDoc> = bases
+        .into_iter()
+        .filter(|c| c.spec["image"].as_str().is_some_and(is_doorbuster_image))
         .collect();
+    let mut grouped = BTreeMap::new();
+    for base in &bases {
+        let key = if bases.iter().filter(|b| b.name == base.name).count() > 1 {
+            let file = base.file.strip_prefix(k8s_dir()).unwrap_or(&base.file);
+            format!("{} ({})", base.name, file.display())
+        } else {
+            base.name.clone()
+        };
+        let mut group = vec![base.clone()];
+        group.extend(patches.iter().filter(|p| p.name == base.name).cloned());
+        grouped.insert(key, group);
+    }
     assert!(
-        names.contains("doorbuster"),
+        grouped.contains_key("doorbuster"),
         "the base Deployment's container `doorbuster` with image `doorbuster` was not found"
     );
-    let mut grouped: BTreeMap<String, Vec<ContainerDoc>> = BTreeMap::new();
-    for c in all.into_iter().filter(|c| names.contains(&c.name)) {
-        grouped.entry(c.name.clone()).or_default().push(c);
-    }
     grouped
 }
 
@@ -196,13 +193,12 @@ fn env_of(doc: &ContainerDoc) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// Every variable set on a Doorbuster container is read by the binary (or pending, see above).
+/// Every variable set on a Doorbuster container is read by the binary.
 #[test]
 fn every_variable_the_manifests_set_is_read_by_the_binary() {
     let docs = documents();
     let clap_env = clap_env();
     let mut unknown = Vec::new();
-    let mut pending = BTreeSet::new();
     for (name, container_docs) in doorbuster_containers(&docs) {
         for doc in &container_docs {
             assert!(
@@ -211,12 +207,7 @@ fn every_variable_the_manifests_set_is_read_by_the_binary() {
                 doc.file.display()
             );
             for (var, _) in env_of(doc) {
-                let outside = READ_OUTSIDE_CLAP.iter().find(|(v, _)| *v == var);
-                if clap_env.contains_key(&var) || outside.is_some_and(|(_, s)| *s == Status::Read) {
-                    continue;
-                }
-                if outside.is_some() || PENDING_CLAP_ENV.contains(&var.as_str()) {
-                    pending.insert(var);
+                if clap_env.contains_key(&var) || READ_OUTSIDE_CLAP.contains(&var.as_str()) {
                     continue;
                 }
                 unknown.push(format!("{} (container {name}): {var}", doc.file.display()));
@@ -228,10 +219,6 @@ fn every_variable_the_manifests_set_is_read_by_the_binary() {
         "the manifests set variables the binary does not read:\n{}",
         unknown.join("\n")
     );
-    // Not a failure: the variables the lead is adding. Once they land, move them to `Read`.
-    if !pending.is_empty() {
-        eprintln!("manifests set variables the binary does not read yet (pending): {pending:?}");
-    }
 }
 
 /// Each container's args, with the manifests' literal variable values as flags, parse with the
@@ -244,18 +231,13 @@ fn container_args_and_values_parse() {
         let args = args_of(&container_docs);
         let sub = subcommand(&args);
         let command = Cli::command();
-        if let Some(sub) = sub
-            && command.find_subcommand(sub).is_none()
-        {
-            assert!(
-                PENDING_SUBCOMMANDS.contains(&sub),
-                "container {name} runs `{sub}`, which is no subcommand of doorbuster"
-            );
-            eprintln!("container {name}: subcommand `{sub}` is pending; args not parsed");
-            continue;
-        }
         let target = match sub {
-            Some(sub) => command.find_subcommand(sub).unwrap().clone(),
+            Some(sub) => command
+                .find_subcommand(sub)
+                .unwrap_or_else(|| {
+                    panic!("container {name} runs `{sub}`, which is no subcommand of doorbuster")
+                })
+                .clone(),
             None => command.clone(),
         };
         // One parse per document, so each patch's values are checked against the base's args.
@@ -307,10 +289,8 @@ fn ports_are_the_binarys() {
     let docs = documents();
     let grouped = doorbuster_containers(&docs);
     let storefront = &grouped["doorbuster"];
-    let base = storefront
-        .iter()
-        .find(|c| c.spec["image"].as_str() == Some("doorbuster"))
-        .unwrap();
+    // The Deployment itself; the rest of the group are overlay patches.
+    let base = &storefront[0];
     let ports: BTreeMap<&str, u64> = base.spec["ports"]
         .as_array()
         .expect("the storefront declares ports")
@@ -338,11 +318,15 @@ fn ports_are_the_binarys() {
         Some(&default_port),
         "http is the shop port"
     );
-    let admin_default = command
+    let admin_default: u64 = command
         .get_arguments()
         .find(|a| a.get_env().is_some_and(|e| e == "DOORBUSTER_ADMIN_PORT"))
-        .map(|a| a.get_default_values()[0].to_str().unwrap().parse().unwrap())
-        .unwrap_or(u64::from(ADMIN_PORT));
+        .expect("DOORBUSTER_ADMIN_PORT is a setting")
+        .get_default_values()[0]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(
         ports.get("metrics"),
         Some(&admin_default),

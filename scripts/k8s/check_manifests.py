@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Checks on the rendered overlays that kubernetes-validate and checkov cannot make.
+
+    check_manifests.py RENDERED_DIR K8S_DIR
+
+RENDERED_DIR holds one `<overlay>.yaml` per overlay (`kubectl kustomize` output); K8S_DIR is the
+source tree (for the prometheus-adapter rule files). Checks:
+
+- Custom resources against their published schemas: KEDA's ScaledObject and the Prometheus
+  Operator's ServiceMonitor are validated with the cloudcoil models generated from those projects'
+  CRDs (required fields, types, enums), plus a strict walk that rejects any field the CRD does not
+  define (the models themselves ignore unknown fields), plus the fields each operator needs to do
+  anything (a Prometheus trigger's serverAddress, query and threshold; an endpoint's port).
+- References inside one overlay resolve: the ScaledObject's and HPAs' target Deployment exists and
+  no Deployment has two autoscalers; the ServiceMonitor selects a Service that has its port; every
+  Service selects pods and targets a named container port; probes use named ports that exist.
+- Doorbuster containers use a tagged image; the grace period outlasts the drain.
+- The Grafana dashboard ConfigMap is labelled for the sidecar, is valid JSON, and queries only
+  metric names Doorbuster (or kube-state-metrics / cAdvisor) exports.
+- The adapter rule in adapter-config.yaml and in adapter-values.yaml is the same rule.
+
+Prints one line per problem and exits 1 if there is any.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+
+import pydantic
+import yaml
+from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+
+# Metric names the binary exports on :9090/metrics (see the README and the telemetry issue), and
+# the kube-state-metrics / cAdvisor series the dashboard joins them with.
+DOORBUSTER_METRICS = {
+    "http_server_request_duration_seconds_bucket",
+    "http_server_request_duration_seconds_count",
+    "http_server_request_duration_seconds_sum",
+    "http_server_active_requests",
+    "doorbuster_orders_total",
+    "doorbuster_items_sold_total",
+    "doorbuster_revenue_cents_total",
+    "doorbuster_checkout_rejections_total",
+    "doorbuster_cart_additions_total",
+    "doorbuster_requests_shed_total",
+    "doorbuster_in_flight_requests",
+}
+CLUSTER_METRICS = {
+    "kube_pod_info",
+    "kube_node_info",
+    "kube_node_labels",
+    "kube_pod_status_phase",
+    "kube_deployment_status_replicas_ready",
+    "kube_horizontalpodautoscaler_status_current_replicas",
+    "kube_horizontalpodautoscaler_status_desired_replicas",
+    "kube_horizontalpodautoscaler_spec_max_replicas",
+    "container_cpu_usage_seconds_total",
+}
+# PromQL words that look like metric names but are functions, keywords or label names.
+PROMQL_WORDS = {
+    "sum", "max", "min", "avg", "count", "rate", "increase", "irate", "by", "on", "without",
+    "group_left", "group_right", "unless", "or", "and", "ignoring", "histogram_quantile", "vector",
+    "le", "bool", "offset", "label_values", "namespace", "pod", "node", "topk", "abs",
+}
+# The drain takes DOORBUSTER_DRAIN_DELAY + DOORBUSTER_REQUEST_TIMEOUT (their defaults when unset).
+DEFAULT_DRAIN_DELAY_S = 5
+DEFAULT_REQUEST_TIMEOUT_S = 10
+
+problems: list[str] = []
+
+
+def problem(where: str, message: str) -> None:
+    problems.append(f"{where}: {message}")
+
+
+def load_overlays(rendered: Path) -> dict[str, list[dict]]:
+    overlays = {}
+    for path in sorted(rendered.glob("*.yaml")):
+        overlays[path.stem] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    if not overlays:
+        sys.exit(f"no rendered overlays in {rendered}")
+    return overlays
+
+
+# ---- strict schema walk ------------------------------------------------------------------------
+
+
+def _models(annotation) -> list[type[pydantic.BaseModel]]:
+    """The pydantic model classes a field annotation can hold (through Optional, Annotated...)."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+
+
+def unknown_fields(annotation, value, path: str) -> list[str]:
+    """Paths in `value` that the model behind `annotation` does not define."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return unknown_fields(args[0], value, path)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        found = [unknown_fields(a, value, path) for a in args if a is not type(None)]
+        return min(found, key=len) if found else []
+    if origin in (list, typing.List) and isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unknown_fields(args[0], item, f"{path}[{i}]")]
+    if origin in (dict, typing.Dict) and isinstance(value, dict):
+        return [p for k, v in value.items() for p in unknown_fields(args[1], v, f"{path}.{k}")]
+    models = _models(annotation)
+    if not models or not isinstance(value, dict):
+        return []
+    model = models[0]
+    if model.model_config.get("extra") == "allow":
+        return []
+    fields = {}
+    for name, field in model.model_fields.items():
+        fields[field.alias or name] = field.annotation
+    out = []
+    for key, item in value.items():
+        if key not in fields:
+            out.append(f"{path}.{key}")
+        else:
+            out.extend(unknown_fields(fields[key], item, f"{path}.{key}"))
+    return out
+
+
+def check_schema(where: str, model: type[pydantic.BaseModel], doc: dict) -> None:
+    try:
+        model.model_validate(doc)
+    except pydantic.ValidationError as error:
+        for e in error.errors():
+            problem(where, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
+    for path in unknown_fields(model, {k: v for k, v in doc.items() if k != "status"}, ""):
+        problem(where, f"field {path.lstrip('.')} is not in the {doc['kind']} schema")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def name(doc: dict) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+def pod_spec(doc: dict) -> dict | None:
+    kind = doc.get("kind")
+    if kind in ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet"):
+        return doc["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
+
+
+def pod_labels(doc: dict) -> dict:
+    return doc["spec"]["template"]["metadata"].get("labels", {})
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def seconds(value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", value.strip())
+    if not match:
+        return default
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number / 1000 if unit == "ms" else number * 60 if unit == "m" else number
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (identifiers not followed by `(`, not in braces)."""
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    without_selectors = re.sub(r"\{[^}]*\}", "{}", without_strings)
+    without_ranges = re.sub(r"\[[^\]]*\]", "[]", without_selectors)
+    # Label lists after by/on/without/group_left(...) are label names, not metrics.
+    without_labels = re.sub(r"\b(by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", without_ranges)
+    names = set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", without_labels))
+    return {n for n in names if n not in PROMQL_WORDS and not n.startswith("__") and not re.fullmatch(r"\d.*", n)}
+
+
+# ---- checks ------------------------------------------------------------------------------------
+
+
+def check_overlay(overlay: str, docs: list[dict]) -> None:
+    by_kind: dict[str, list[dict]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    services = by_kind.get("Service", [])
+    workloads = [d for d in docs if pod_spec(d) is not None]
+
+    # Autoscalers: each target exists, and each Deployment has at most one.
+    targets: dict[str, list[str]] = {}
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = hpa["spec"]["scaleTargetRef"]
+        targets.setdefault(ref["name"], []).append(name(hpa))
+    for so in by_kind.get("ScaledObject", []):
+        where = f"{overlay}: {name(so)}"
+        check_schema(where, ScaledObject, so)
+        spec = so.get("spec", {})
+        ref = spec.get("scaleTargetRef", {})
+        if ref.get("kind", "Deployment") == "Deployment":
+            targets.setdefault(ref.get("name", ""), []).append(name(so))
+        low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            problem(where, "minReplicaCount is above maxReplicaCount")
+        for i, trigger in enumerate(spec.get("triggers", [])):
+            meta = trigger.get("metadata", {})
+            if trigger.get("type") == "prometheus":
+                for key in ("serverAddress", "query", "threshold"):
+                    if not meta.get(key):
+                        problem(where, f"triggers[{i}]: the Prometheus scaler needs metadata.{key}")
+                try:
+                    float(meta.get("threshold", "x"))
+                except ValueError:
+                    problem(where, f"triggers[{i}]: threshold must be a number in a string")
+                for metric in promql_metrics(meta.get("query", "")):
+                    if metric not in DOORBUSTER_METRICS:
+                        problem(where, f"triggers[{i}]: query uses unknown metric {metric}")
+            if "authenticationRef" in trigger and not by_kind.get("TriggerAuthentication"):
+                problem(where, f"triggers[{i}]: authenticationRef without a TriggerAuthentication")
+    for target, scalers in targets.items():
+        if target not in deployments:
+            problem(overlay, f"{', '.join(scalers)} scale Deployment {target!r}, which is not in the overlay")
+        if len(scalers) > 1:
+            problem(overlay, f"Deployment {target} has more than one autoscaler: {', '.join(scalers)}")
+
+    # ServiceMonitors select a Service with the named port.
+    for sm in by_kind.get("ServiceMonitor", []):
+        where = f"{overlay}: {name(sm)}"
+        check_schema(where, ServiceMonitor, sm)
+        selector = sm.get("spec", {}).get("selector", {}).get("matchLabels", {})
+        matched = [s for s in services if selects(selector, s["metadata"].get("labels", {}))]
+        if not matched:
+            problem(where, f"selects no Service (matchLabels {selector})")
+        for i, endpoint in enumerate(sm.get("spec", {}).get("endpoints", [])):
+            if not endpoint.get("port") and not endpoint.get("targetPort"):
+                problem(where, f"endpoints[{i}] names no port")
+            for svc in matched:
+                if endpoint.get("port") and endpoint["port"] not in {p.get("name") for p in svc["spec"]["ports"]}:
+                    problem(where, f"endpoints[{i}]: {name(svc)} has no port named {endpoint['port']!r}")
+
+    # Services select pods, and target ports those pods declare.
+    for svc in services:
+        selector = svc["spec"].get("selector", {})
+        pods = [w for w in workloads if selects(selector, pod_labels(w))]
+        if not pods:
+            problem(overlay, f"{name(svc)} selects no pods")
+        for port in svc["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            for w in pods:
+                declared = {p.get("name") for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
+                numbers = {p["containerPort"] for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
+                if target not in declared and target not in numbers:
+                    problem(overlay, f"{name(svc)} port {port['port']} targets {target!r}, which {name(w)} does not declare")
+
+    for w in workloads:
+        spec = pod_spec(w)
+        for c in spec["containers"]:
+            where = f"{overlay}: {name(w)} container {c['name']}"
+            image = c.get("image", "")
+            if re.fullmatch(r"([^/]+/)*doorbuster", image):
+                problem(where, f"image {image!r} has no tag: list components/image after the component that adds it")
+            port_names = {p.get("name") for p in c.get("ports", [])}
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                port = c.get(probe, {}).get("httpGet", {}).get("port")
+                if isinstance(port, str) and port not in port_names:
+                    problem(where, f"{probe} uses port {port!r}, which the container does not name")
+            if image.split("/")[-1].startswith("doorbuster") and "serve" in c.get("args", ["serve"]):
+                env = {e["name"]: e.get("value") for e in c.get("env", [])}
+                drain = seconds(env.get("DOORBUSTER_DRAIN_DELAY"), DEFAULT_DRAIN_DELAY_S)
+                timeout = seconds(env.get("DOORBUSTER_REQUEST_TIMEOUT"), DEFAULT_REQUEST_TIMEOUT_S)
+                grace = spec.get("terminationGracePeriodSeconds", 30)
+                if grace <= drain + timeout:
+                    problem(where, f"terminationGracePeriodSeconds {grace} does not outlast the drain ({drain:g}s + {timeout:g}s)")
+
+    # The Grafana dashboard.
+    for cm in by_kind.get("ConfigMap", []):
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") is None:
+            continue
+        where = f"{overlay}: {name(cm)}"
+        if cm["metadata"]["labels"]["grafana_dashboard"] != "1":
+            problem(where, 'the Grafana sidecar looks for the label grafana_dashboard: "1"')
+        for key, text in cm.get("data", {}).items():
+            try:
+                dashboard = json.loads(text)
+            except json.JSONDecodeError as error:
+                problem(where, f"{key} is not JSON: {error}")
+                continue
+            exprs = [t["expr"] for p in dashboard.get("panels", []) for t in p.get("targets", [])]
+            if not exprs:
+                problem(where, f"{key} has no queries")
+            for expr in exprs:
+                for metric in promql_metrics(expr):
+                    if metric not in DOORBUSTER_METRICS | CLUSTER_METRICS:
+                        problem(where, f"{key}: unknown metric {metric} in {expr}")
+
+
+def check_adapter_rules(k8s: Path) -> None:
+    folder = k8s / "components" / "rps-prometheus-adapter"
+    config = yaml.safe_load((folder / "adapter-config.yaml").read_text())["rules"]
+    values = yaml.safe_load((folder / "adapter-values.yaml").read_text())["rules"]["custom"]
+    if config != values:
+        problem(str(folder), "adapter-config.yaml and adapter-values.yaml define different rules")
+    for rule in config:
+        for metric in promql_metrics(rule["seriesQuery"]):
+            if metric not in DOORBUSTER_METRICS:
+                problem(str(folder), f"rule series {metric} is not a Doorbuster metric")
+
+
+def main() -> int:
+    rendered, k8s = Path(sys.argv[1]), Path(sys.argv[2])
+    overlays = load_overlays(rendered)
+    for overlay, docs in overlays.items():
+        check_overlay(overlay, docs)
+    check_adapter_rules(k8s)
+    kinds = sorted({d["kind"] for docs in overlays.values() for d in docs})
+    if problems:
+        print("\n".join(problems))
+        print(f"check_manifests: {len(problems)} problem(s) in {len(overlays)} overlays")
+        return 1
+    print(f"check_manifests: {len(overlays)} overlays, kinds {', '.join(kinds)}: no problems")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
