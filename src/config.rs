@@ -247,8 +247,13 @@ pub struct MigrateArgs {
     pub database: DatabaseArgs,
 
     /// Also put every product's stock back to its seeded level (to rerun a sell-out demo).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restock_to")]
     pub restock: bool,
+
+    /// Also put every product's stock at UNITS instead of its seeded level, e.g. so a long load
+    /// test or benchmark never sells out. Like `--restock`, it resets the baseline `audit` uses.
+    #[arg(long, value_name = "UNITS")]
+    pub restock_to: Option<u32>,
 }
 
 /// How logs are written.

@@ -335,7 +335,7 @@ pub struct Audit {
 
 /// Checks the invariants a crash or a cut connection must never break: no order without its
 /// lines, and stock taken equals units ordered, product by product. (Valid until an operator runs
-/// `migrate --restock`, which resets the baseline.)
+/// `migrate --restock` or `--restock-to`, which reset the baseline.)
 pub async fn audit(db: &Db) -> Result<Audit, DbError> {
     const ORPHANS: &str = "SELECT COUNT(*) FROM orders o \
          WHERE NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id)";

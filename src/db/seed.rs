@@ -113,6 +113,21 @@ pub async fn restock(db: &Db) -> Result<u64, DbError> {
     .await
 }
 
+/// Puts every product's stock at `units` (see `doorbuster migrate --restock-to`), so a long load
+/// test cannot sell out. Orders already placed are kept, and `--restock` still goes back to the
+/// seeded levels; like [`restock`], it invalidates what [`super::orders::audit`] compares.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "UPDATE products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "UPDATE", db.collection.name = "products"))]
+pub async fn restock_to(db: &Db, units: i64) -> Result<u64, DbError> {
+    detached(async move {
+        with_writer!(db, pool => Ok(sqlx::query("UPDATE products SET stock = $1")
+            .bind(units)
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

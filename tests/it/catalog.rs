@@ -145,4 +145,18 @@ db_tests! {
         assert!(response.header("content-type").starts_with("text/css"));
         assert_eq!(app.get("/static/nothing.css").await.status, StatusCode::NOT_FOUND);
     }
+
+    /// `migrate --restock-to N` puts every product at N units (a benchmark never sells out), and
+    /// `--restock` still goes back to the seeded levels.
+    async fn restock_to_sets_every_product_and_restock_goes_back(app) {
+        let seeded: Vec<(i64, i64)> = app.products().await.iter()
+            .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
+        let changed = doorbuster::db::seed::restock_to(&app.state.db, 250_000).await.unwrap();
+        assert_eq!(changed as usize, seeded.len());
+        assert!(app.products().await.iter().all(|p| p["stock"] == 250_000));
+        doorbuster::db::seed::restock(&app.state.db).await.unwrap();
+        let back: Vec<(i64, i64)> = app.products().await.iter()
+            .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
+        assert_eq!(back, seeded);
+    }
 }
