@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::checkout::{CheckoutError, Placed};
 use crate::config::WebConfig;
 use crate::db::Db;
 use crate::health::Health;
 use crate::load::Controls;
 use crate::metrics::Metrics;
+use crate::web::page_cache::PageCache;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -15,6 +17,8 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     pub metrics: Arc<Metrics>,
     pub controls: Arc<Controls>,
+    /// Rendered pages shared by visitors with an empty cart.
+    pub pages: Arc<PageCache>,
 }
 
 impl AppState {
@@ -40,9 +44,22 @@ impl AppState {
         AppState {
             db,
             health: Health::default(),
+            pages: Arc::new(PageCache::new(config.page_cache_ttl)),
             config: Arc::new(config),
             metrics,
             controls,
+        }
+    }
+
+    /// Records what a checkout did: the shop's metrics, and, when stock moved (an order placed
+    /// here, or one refused because stock ran out elsewhere), out-of-date cached pages.
+    pub fn record_checkout(&self, outcome: &Result<Placed, CheckoutError>) {
+        self.metrics.record_checkout(outcome);
+        if matches!(
+            outcome,
+            Ok(Placed::New(_)) | Err(CheckoutError::OutOfStock(_))
+        ) {
+            self.pages.catalog_changed();
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod assets;
 pub mod control;
 pub mod extract;
 pub mod observe;
+pub mod page_cache;
 pub mod pages;
 
 use std::time::Duration;
