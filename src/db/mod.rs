@@ -220,17 +220,21 @@ impl Db {
                 writer: pool,
             }
         } else {
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect.clone())
-                .await?;
-            let reader = SqlitePoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
-                .await?;
-            SqliteStore { reader, writer }
+            // Each connection opens on its own worker thread: open both at once (start-up time).
+            let (writer, reader) = tokio::join!(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect.clone()),
+                SqlitePoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect),
+            );
+            SqliteStore {
+                reader: reader?,
+                writer: writer?,
+            }
         };
         Ok(Db::Sqlite(store))
     }

@@ -159,4 +159,16 @@ db_tests! {
             .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
         assert_eq!(back, seeded);
     }
+
+    /// Starting again on a seeded database (every pod start does) adds nothing and leaves stock
+    /// as the shoppers left it.
+    async fn seeding_a_seeded_database_changes_nothing(app) {
+        let product = app.find_product(|p| p["stock"].as_i64().unwrap() > 5).await;
+        let placed = app.post_json("/api/checkout", &crate::support::checkout_body(&[(product["id"].as_i64().unwrap(), 2)])).await;
+        assert_eq!(placed.status, StatusCode::CREATED);
+        let before = app.products().await;
+        let report = doorbuster::server::prepare(&app.state.db).await.unwrap();
+        assert_eq!(report, doorbuster::db::seed::SeedReport::default());
+        assert_eq!(app.products().await, before);
+    }
 }
