@@ -1,5 +1,6 @@
 //! [`AppState`]: everything a handler may need, cloned cheaply into each request.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::checkout::{CheckoutError, Placed};
@@ -10,8 +11,15 @@ use crate::load::Controls;
 use crate::metrics::Metrics;
 use crate::web::page_cache::PageCache;
 
+/// The shared state. Cloning it is one reference-count increment: the router clones it into
+/// every request (the handler and each layer that holds it), so that matters at tens of
+/// thousands of requests per second. Fields are reached through `Deref` (`state.db`).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+#[derive(Debug)]
+pub struct Shared {
     pub db: Db,
     pub health: Health,
     pub config: Arc<WebConfig>,
@@ -19,6 +27,14 @@ pub struct AppState {
     pub controls: Arc<Controls>,
     /// Rendered pages shared by visitors with an empty cart.
     pub pages: Arc<PageCache>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -41,14 +57,14 @@ impl AppState {
         controls: Arc<Controls>,
     ) -> Self {
         metrics.observe_in_flight(controls.clone());
-        AppState {
+        AppState(Arc::new(Shared {
             db,
             health: Health::default(),
             pages: Arc::new(PageCache::new(config.page_cache_ttl)),
             config: Arc::new(config),
             metrics,
             controls,
-        }
+        }))
     }
 
     /// Records what a checkout did: the shop's metrics, and, when stock moved (an order placed
