@@ -220,21 +220,19 @@ impl Db {
                 writer: pool,
             }
         } else {
-            // Each connection opens on its own worker thread: open both at once (start-up time).
-            let (writer, reader) = tokio::join!(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect.clone()),
-                SqlitePoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect),
-            );
-            SqliteStore {
-                reader: reader?,
-                writer: writer?,
-            }
+            // One after the other: opened at once, the second can find the file locked while the
+            // first sets it up (WAL), before any busy timeout applies.
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            SqliteStore { reader, writer }
         };
         Ok(Db::Sqlite(store))
     }
