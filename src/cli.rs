@@ -67,6 +67,14 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["doorbuster", "migrate", "--restock"]).unwrap();
         assert!(matches!(cli.into_command(), Command::Migrate(args) if args.restock));
+        let cli = Cli::try_parse_from(["doorbuster", "migrate", "--restock-to", "5000"]).unwrap();
+        assert!(
+            matches!(cli.into_command(), Command::Migrate(args) if args.restock_to == Some(5000))
+        );
+        assert!(
+            Cli::try_parse_from(["doorbuster", "migrate", "--restock", "--restock-to", "1"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DOORBUSTER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// How long a rendered home, product or department page is reused for visitors with an
+    /// empty cart (orders placed by this replica refresh it at once); `0s` renders every request.
+    #[arg(long, env = "DOORBUSTER_PAGE_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub page_cache_ttl: Duration,
+
     /// Port of the admin listener (Prometheus `/metrics`), kept off the public Service.
     #[arg(long, env = "DOORBUSTER_ADMIN_PORT", default_value_t = 9090)]
     pub admin_port: u16,
@@ -233,6 +238,7 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(10),
+            page_cache_ttl: self.page_cache_ttl,
             admin_token: self.load.admin_token.clone().filter(|t| !t.0.is_empty()),
             instance: self.telemetry.instance(),
             node: self.telemetry.node_name.clone().filter(|n| !n.is_empty()),
@@ -247,8 +253,13 @@ pub struct MigrateArgs {
     pub database: DatabaseArgs,
 
     /// Also put every product's stock back to its seeded level (to rerun a sell-out demo).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restock_to")]
     pub restock: bool,
+
+    /// Also put every product's stock at UNITS instead of its seeded level, e.g. so a long load
+    /// test or benchmark never sells out. Like `--restock`, it resets the baseline `audit` uses.
+    #[arg(long, value_name = "UNITS")]
+    pub restock_to: Option<u32>,
 }
 
 /// How logs are written.
@@ -269,6 +280,9 @@ pub struct WebConfig {
     /// Longest a client may take to send a request's head before the connection is closed, so a
     /// crowd dribbling headers cannot hold every connection.
     pub header_read_timeout: Duration,
+    /// How long a shared rendered page is reused; zero turns the page cache off (see
+    /// [`crate::web::page_cache`]).
+    pub page_cache_ttl: Duration,
     /// Token for the admin control API; `None` refuses every change.
     pub admin_token: Option<Secret>,
     /// This replica's name and node, shown in the footer so load spreading is visible.
@@ -282,6 +296,7 @@ impl Default for WebConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            page_cache_ttl: Duration::from_secs(1),
             admin_token: None,
             instance: "local".to_owned(),
             node: None,

@@ -15,7 +15,8 @@
 //! - [`server`]: start-up (connect, migrate, seed), `serve(listener, state, …)`, the drain sequence.
 //! - [`state`]: the one `AppState` handed to every handler.
 //! - [`web`]: the route table and middleware; [`web::pages`] renders askama templates from
-//!   `templates/`; [`web::api`] is the JSON API and its OpenAPI document; [`web::assets`] and
+//!   `templates/`, and [`web::page_cache`] keeps the rendered pages every visitor with an empty
+//!   cart shares, until stock moves; [`web::api`] is the JSON API and its OpenAPI document; [`web::assets`] and
 //!   [`web::art`] serve the stylesheet, script and generated product art from inside the binary.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database answers, not draining, not switched
 //!   off by the operator).

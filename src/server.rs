@@ -125,6 +125,10 @@ pub async fn migrate(args: MigrateArgs) -> Result<(), BoxError> {
         let products = seed::restock(&db).await?;
         tracing::info!(products, "restocked every product to its seeded level");
     }
+    if let Some(units) = args.restock_to {
+        let products = seed::restock_to(&db, i64::from(units)).await?;
+        tracing::info!(products, units, "restocked every product to the same level");
+    }
     db.close().await;
     Ok(())
 }

@@ -73,7 +73,7 @@ impl Product {
 }
 
 /// Listing orders a shopper can pick.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sort {
     /// Doorbusters first, then the most reviewed.

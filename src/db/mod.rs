@@ -234,6 +234,8 @@ impl Db {
                 writer: pool,
             }
         } else {
+            // One after the other: opened at once, the second can find the file locked while the
+            // first sets it up (WAL), before any busy timeout applies.
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)

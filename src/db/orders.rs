@@ -119,11 +119,9 @@ struct OrderRow {
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "INSERT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "INSERT", db.collection.name = "orders"))]
 pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError> {
     detached(async move {
-        if let Some(key) = new.idempotency_key
-            && let Some(outcome) = replay(db, key, new.fingerprint).await?
-        {
-            return Ok(outcome);
-        }
+        // A retried request is not looked up first: that would cost every order a statement (and
+        // on SQLite a second turn at the one writer). Its order insert fails on the unique key
+        // instead, which rolls back the stock it took, and the first order is read back below.
         // Lock rows in one global order (by product id) so concurrent PostgreSQL transactions cannot
         // deadlock on each other's stock rows.
         let mut lines = new.lines.to_vec();
@@ -172,6 +170,12 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
             }
             if !unknown.is_empty() || !short.is_empty() {
                 tx.rollback().await?;
+                // A retry of an order placed before the stock ran out still gets that order.
+                if let Some(key) = new.idempotency_key
+                    && let Some(outcome) = replay(db, key, new.fingerprint).await?
+                {
+                    return Ok(outcome);
+                }
                 return Ok(if unknown.is_empty() {
                     PlaceOutcome::OutOfStock(short)
                 } else {
@@ -225,7 +229,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
                 }
             }
         });
-        // Only a lost race for the idempotency key gets here.
+        // Only a used idempotency key gets here: a retry, or a lost race with the first request.
         let key = new.idempotency_key.unwrap_or_default();
         match replay(db, key, new.fingerprint).await? {
             Some(outcome) => Ok(outcome),
@@ -335,7 +339,7 @@ pub struct Audit {
 
 /// Checks the invariants a crash or a cut connection must never break: no order without its
 /// lines, and stock taken equals units ordered, product by product. (Valid until an operator runs
-/// `migrate --restock`, which resets the baseline.)
+/// `migrate --restock` or `--restock-to`, which reset the baseline.)
 pub async fn audit(db: &Db) -> Result<Audit, DbError> {
     const ORPHANS: &str = "SELECT COUNT(*) FROM orders o \
          WHERE NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id)";

@@ -4,6 +4,8 @@
 //! every pod start never restocks a shared database behind the shoppers' backs. Restocking is an
 //! explicit operator action ([`restock`]), handy between two runs of a demo.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 
 use super::{Db, DbError, detached, with_writer};
@@ -67,8 +69,29 @@ pub async fn seed(db: &Db) -> Result<SeedReport, DbError> {
             catalog().map_err(|error| DbError::Other(sqlx::Error::Decode(Box::new(error))))?;
         let mut report = SeedReport::default();
         with_writer!(db, pool => {
+            // Nearly every start finds the catalog complete: two reads tell, where inserting
+            // every row (each a no-op) would cost a write transaction and a statement per row.
+            let categories: HashSet<String> = sqlx::query_scalar("SELECT slug FROM categories")
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect();
+            let products: HashSet<String> = sqlx::query_scalar("SELECT slug FROM products")
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect();
+            let new_categories: Vec<_> =
+                catalog.categories.iter().filter(|c| !categories.contains(&c.slug)).collect();
+            let new_products: Vec<_> =
+                catalog.products.iter().filter(|p| !products.contains(&p.slug)).collect();
+            if new_categories.is_empty() && new_products.is_empty() {
+                return Ok(report);
+            }
+            // Another replica may be seeding at the same moment: the inserts still skip rows
+            // that exist by then.
             let mut tx = pool.begin().await?;
-            for category in &catalog.categories {
+            for category in new_categories {
                 report.categories_added += sqlx::query(INSERT_CATEGORY)
                     .bind(&category.slug)
                     .bind(&category.name)
@@ -78,7 +101,7 @@ pub async fn seed(db: &Db) -> Result<SeedReport, DbError> {
                     .await?
                     .rows_affected();
             }
-            for product in &catalog.products {
+            for product in new_products {
                 report.products_added += sqlx::query(INSERT_PRODUCT)
                     .bind(&product.slug)
                     .bind(&product.category)
@@ -113,10 +136,23 @@ pub async fn restock(db: &Db) -> Result<u64, DbError> {
     .await
 }
 
+/// Puts every product's stock at `units` (see `doorbuster migrate --restock-to`), so a long load
+/// test cannot sell out. Orders already placed are kept, and `--restock` still goes back to the
+/// seeded levels; like [`restock`], it invalidates what [`super::orders::audit`] compares.
+#[tracing::instrument(level = "info", skip_all, fields(otel.name = "UPDATE products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "UPDATE", db.collection.name = "products"))]
+pub async fn restock_to(db: &Db, units: i64) -> Result<u64, DbError> {
+    detached(async move {
+        with_writer!(db, pool => Ok(sqlx::query("UPDATE products SET stock = $1")
+            .bind(units)
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::*;
 
     #[test]

@@ -234,7 +234,7 @@ async fn place_order(
         }
     };
     let outcome = checkout::checkout(&state.db, &request, key).await;
-    state.metrics.record_checkout(&outcome);
+    state.record_checkout(&outcome);
     let placed = outcome?;
     let replayed = matches!(placed, Placed::Replayed(_));
     let order = match placed {

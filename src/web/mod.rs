@@ -2,9 +2,11 @@
 //!
 //! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
 //! draining shop still answers its orchestrator. Everything else passes, outermost first, through:
-//! security headers (on every response, errors included) → error bodies for bare statuses → panic
-//! catcher → `Connection: close` while draining → request span and metrics ([`observe`]) → load
-//! shedding → compression → timeout → the load-target costs ([`crate::load`]) → body limit.
+//! one layer finishing every response (error bodies for bare statuses, security headers on every
+//! response, errors included, and `Connection: close` while draining) → panic catcher → request
+//! span and metrics ([`observe`]) → load shedding → compression → timeout → the load-target costs
+//! ([`crate::load`]) → body limit. Each layer costs every request a clone of itself (and a boxed
+//! future for `from_fn`), which is why work that can share a layer does.
 
 pub mod api;
 pub mod art;
@@ -12,6 +14,7 @@ pub mod assets;
 pub mod control;
 pub mod extract;
 pub mod observe;
+pub mod page_cache;
 pub mod pages;
 
 use std::time::Duration;
@@ -25,7 +28,6 @@ use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::Problem;
@@ -58,30 +60,17 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes().router)
         .fallback(pages::not_found)
         .layer(
+            // Every layer costs each request a clone of itself and, for `from_fn`, a boxed future:
+            // the work that must happen on every response is done in one layer, `finish_response`.
             ServiceBuilder::new()
-                .layer(security_header(
-                    header::CONTENT_SECURITY_POLICY,
-                    CONTENT_SECURITY_POLICY,
+                .layer(middleware::from_fn_with_state(
+                    state.health.clone(),
+                    finish_response,
                 ))
-                .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .layer(security_header(
-                    header::REFERRER_POLICY,
-                    "strict-origin-when-cross-origin",
-                ))
-                .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
-                .layer(security_header(
-                    HeaderName::from_static("cross-origin-opener-policy"),
-                    "same-origin",
-                ))
-                .layer(middleware::from_fn(fill_error_bodies))
                 .layer(CatchPanicLayer::custom(|_panic| {
                     tracing::error!("a handler panicked");
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }))
-                .layer(middleware::from_fn_with_state(
-                    state.health.clone(),
-                    close_connections_while_draining,
-                ))
                 .layer(middleware::from_fn_with_state(
                     state.metrics.clone(),
                     observe::observe_request,
@@ -176,22 +165,55 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+/// The security headers every response carries, errors included (a handler may set its own).
+fn security_headers() -> [(HeaderName, HeaderValue); 5] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ),
+    ]
+}
+
+/// The outermost layer, run once per response: an error body for a bare error status, the
+/// security headers, and `Connection: close` while draining (so keep-alive clients reconnect to
+/// a replica that is staying up).
+async fn finish_response(State(health): State<Health>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    // Cheap (the path shares the request's buffer); only read when an error body is needed.
+    let uri = request.uri().clone();
+    let mut response = next.run(request).await;
+    if response.status().as_u16() >= 400 && !response.headers().contains_key(header::CONTENT_TYPE) {
+        response = fill_error_body(response.status(), &method, uri.path());
+    }
+    let headers = response.headers_mut();
+    for (name, value) in security_headers() {
+        headers.entry(name).or_insert(value);
+    }
+    if health.is_draining() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Layers and the router answer some errors with a bare status (405, 408, 413, a timeout's 503,
 /// a caught panic's 500). Give those the same bodies handlers give: problem+json under `/api`,
 /// an HTML page elsewhere.
-async fn fill_error_bodies(request: Request, next: Next) -> Response {
-    let is_api = request.uri().path().starts_with("/api/") || request.uri().path() == "/api";
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let status = response.status();
-    if status.as_u16() < 400 || response.headers().contains_key(header::CONTENT_TYPE) {
-        return response;
-    }
+fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) -> Response {
+    let is_api = path.starts_with("/api/") || path == "/api";
     let detail = match status {
         // The router adds the `Allow` header after this middleware has run.
         StatusCode::METHOD_NOT_ALLOWED => format!(
@@ -222,22 +244,6 @@ async fn fill_error_bodies(request: Request, next: Next) -> Response {
         );
     }
     filled
-}
-
-/// While draining, ask keep-alive clients to reconnect, so their next request lands on a replica
-/// that is staying up.
-async fn close_connections_while_draining(
-    State(health): State<Health>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    if health.is_draining() {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 /// `Cache-Control` for responses that must not be stored (pages show a per-visitor cart).

@@ -5,7 +5,10 @@
 //! Pages render askama templates from `templates/`, all extending `base.html`, through [`Page`],
 //! which turns a rendering failure into the error page rather than a blank 500.
 
+use std::future::Future;
+
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -14,6 +17,7 @@ use serde::Deserialize;
 
 use super::assets;
 use super::extract::{CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
+use super::page_cache::PageKey;
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
 use crate::db::catalog::{self, Category, Product, Sort};
@@ -104,17 +108,42 @@ pub struct Page<T>(pub StatusCode, pub T);
 impl<T: Template> IntoResponse for Page<T> {
     fn into_response(self) -> Response {
         match self.1.render() {
-            Ok(html) => {
-                let mut response = (self.0, Html(html)).into_response();
-                response.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("private, no-cache"),
-                );
-                response
-            }
+            Ok(html) => html_response(self.0, Bytes::from(html)),
             Err(error) => PageError(error.into()).into_response(),
         }
     }
+}
+
+fn html_response(status: StatusCode, html: Bytes) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    response
+}
+
+/// A page that every visitor with an empty cart sees alike: served from the page cache when it
+/// holds a current copy, else rendered by `render` (and kept, when `key` is given: pass `None` for
+/// visitors whose cart shows on the page). See [`super::page_cache`].
+async fn shared_page<T: Template>(
+    state: &AppState,
+    key: Option<PageKey>,
+    render: impl Future<Output = Result<T, PageError>>,
+) -> Result<Response, PageError> {
+    let key = key.filter(|_| state.pages.enabled());
+    if let Some(key) = &key
+        && let Some(html) = state.pages.get(key)
+    {
+        return Ok(html_response(StatusCode::OK, html));
+    }
+    // Read before the queries run, so an order placed meanwhile makes this copy stale at once.
+    let version = state.pages.version();
+    let html = Bytes::from(render.await?.render()?);
+    if let Some(key) = key {
+        state.pages.put(key, version, html.clone());
+    }
+    Ok(html_response(StatusCode::OK, html))
 }
 
 #[derive(Template)]
@@ -178,18 +207,19 @@ struct HomeTemplate {
 pub async fn home(
     State(state): State<AppState>,
     CartCookie(cart): CartCookie,
-) -> Result<impl IntoResponse, PageError> {
-    let layout = Layout::load(&state, "Doorbuster · Black Friday deals", &cart, None).await?;
-    let deals = catalog::doorbusters(&state.db).await?;
-    let categories = catalog::categories(&state.db).await?;
-    Ok(Page(
-        StatusCode::OK,
-        HomeTemplate {
+) -> Result<Response, PageError> {
+    let key = cart.is_empty().then_some(PageKey::Home);
+    shared_page(&state, key, async {
+        let layout = Layout::load(&state, "Doorbuster · Black Friday deals", &cart, None).await?;
+        let deals = catalog::doorbusters(&state.db).await?;
+        let categories = catalog::categories(&state.db).await?;
+        Ok(HomeTemplate {
             layout,
             deals,
             categories,
-        },
-    ))
+        })
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,7 +263,21 @@ pub async fn category(
     CartCookie(cart): CartCookie,
     PagePath(slug): PagePath<String>,
     PageQuery(params): PageQuery<ListingParams>,
-) -> Result<impl IntoResponse, PageError> {
+) -> Result<Response, PageError> {
+    let key = cart.is_empty().then(|| PageKey::Category {
+        slug: slug.clone(),
+        sort: params.sort,
+        page: params.page.unwrap_or(1),
+    });
+    shared_page(&state, key, category_page(&state, &cart, slug, params)).await
+}
+
+async fn category_page(
+    state: &AppState,
+    cart: &Cart,
+    slug: String,
+    params: ListingParams,
+) -> Result<CategoryTemplate, PageError> {
     let category = catalog::category(&state.db, &slug).await?.ok_or_else(|| {
         AppError::not_found(format!(
             "There is no '{slug}' department. Pick one from the menu."
@@ -260,41 +304,38 @@ pub async fn category(
     let sort = params.sort.as_str();
     let href = |number: i64| format!("/c/{slug}?sort={sort}&page={number}");
     let layout = Layout::load(
-        &state,
+        state,
         format!("{} · Doorbuster", category.name),
-        &cart,
+        cart,
         Some(&slug),
     )
     .await?
     .describe(category.tagline.clone());
-    Ok(Page(
-        StatusCode::OK,
-        CategoryTemplate {
-            layout,
-            sort_options: Sort::ALL
-                .iter()
-                .map(|s| SortOption {
-                    value: s.as_str(),
-                    label: s.label(),
-                    selected: *s == params.sort,
-                })
-                .collect(),
-            page,
-            pages,
-            total: listing.total,
-            pager: (1..=pages)
-                .map(|number| PageLink {
-                    number,
-                    href: href(number),
-                    current: number == page,
-                })
-                .collect(),
-            prev: (page > 1).then(|| href(page - 1)),
-            next: (page < pages).then(|| href(page + 1)),
-            products: listing.items,
-            category,
-        },
-    ))
+    Ok(CategoryTemplate {
+        layout,
+        sort_options: Sort::ALL
+            .iter()
+            .map(|s| SortOption {
+                value: s.as_str(),
+                label: s.label(),
+                selected: *s == params.sort,
+            })
+            .collect(),
+        page,
+        pages,
+        total: listing.total,
+        pager: (1..=pages)
+            .map(|number| PageLink {
+                number,
+                href: href(number),
+                current: number == page,
+            })
+            .collect(),
+        prev: (page > 1).then(|| href(page - 1)),
+        next: (page < pages).then(|| href(page + 1)),
+        products: listing.items,
+        category,
+    })
 }
 
 #[derive(Template)]
@@ -313,7 +354,16 @@ pub async fn product(
     State(state): State<AppState>,
     CartCookie(cart): CartCookie,
     PagePath(slug): PagePath<String>,
-) -> Result<impl IntoResponse, PageError> {
+) -> Result<Response, PageError> {
+    let key = cart.is_empty().then(|| PageKey::Product(slug.clone()));
+    shared_page(&state, key, product_page(&state, &cart, slug)).await
+}
+
+async fn product_page(
+    state: &AppState,
+    cart: &Cart,
+    slug: String,
+) -> Result<ProductTemplate, PageError> {
     let product = catalog::product_by_slug(&state.db, &slug)
         .await?
         .ok_or_else(|| {
@@ -326,24 +376,21 @@ pub async fn product(
         .ok_or_else(|| AppError::Internal(format!("product {} has no category", product.slug)))?;
     let related = catalog::related(&state.db, &product, 4).await?;
     let layout = Layout::load(
-        &state,
+        state,
         format!("{} · Doorbuster", product.name),
-        &cart,
+        cart,
         Some(&product.category_slug),
     )
     .await?
     .describe(product.blurb().to_owned());
-    Ok(Page(
-        StatusCode::OK,
-        ProductTemplate {
-            layout,
-            quantities: (1..=product.stock.clamp(0, MAX_QUANTITY)).collect(),
-            in_cart: cart.quantity_of(product.id),
-            product,
-            category,
-            related,
-        },
-    ))
+    Ok(ProductTemplate {
+        layout,
+        quantities: (1..=product.stock.clamp(0, MAX_QUANTITY)).collect(),
+        in_cart: cart.quantity_of(product.id),
+        product,
+        category,
+        related,
+    })
 }
 
 /// A cart line joined with its product, for the cart and checkout pages.
@@ -669,7 +716,7 @@ pub async fn checkout_submit(
     };
     let key = checkout::validate_idempotency_key(&form.idempotency_key).ok();
     let outcome = checkout::checkout(&state.db, &request, key).await;
-    state.metrics.record_checkout(&outcome);
+    state.record_checkout(&outcome);
     let (status, errors, alerts) = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);

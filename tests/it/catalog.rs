@@ -145,4 +145,30 @@ db_tests! {
         assert!(response.header("content-type").starts_with("text/css"));
         assert_eq!(app.get("/static/nothing.css").await.status, StatusCode::NOT_FOUND);
     }
+
+    /// `migrate --restock-to N` puts every product at N units (a benchmark never sells out), and
+    /// `--restock` still goes back to the seeded levels.
+    async fn restock_to_sets_every_product_and_restock_goes_back(app) {
+        let seeded: Vec<(i64, i64)> = app.products().await.iter()
+            .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
+        let changed = doorbuster::db::seed::restock_to(&app.state.db, 250_000).await.unwrap();
+        assert_eq!(changed as usize, seeded.len());
+        assert!(app.products().await.iter().all(|p| p["stock"] == 250_000));
+        doorbuster::db::seed::restock(&app.state.db).await.unwrap();
+        let back: Vec<(i64, i64)> = app.products().await.iter()
+            .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
+        assert_eq!(back, seeded);
+    }
+
+    /// Starting again on a seeded database (every pod start does) adds nothing and leaves stock
+    /// as the shoppers left it.
+    async fn seeding_a_seeded_database_changes_nothing(app) {
+        let product = app.find_product(|p| p["stock"].as_i64().unwrap() > 5).await;
+        let placed = app.post_json("/api/checkout", &crate::support::checkout_body(&[(product["id"].as_i64().unwrap(), 2)])).await;
+        assert_eq!(placed.status, StatusCode::CREATED);
+        let before = app.products().await;
+        let report = doorbuster::server::prepare(&app.state.db).await.unwrap();
+        assert_eq!(report, doorbuster::db::seed::SeedReport::default());
+        assert_eq!(app.products().await, before);
+    }
 }

@@ -108,6 +108,24 @@ db_tests! {
         bad_key.problem(StatusCode::BAD_REQUEST);
     }
 
+    /// A retry that arrives after its product sold out still gets the first order back, not a
+    /// 409; the same key with another request is still refused.
+    async fn a_retry_after_the_sell_out_replays_the_order(app) {
+        let low = app.find_product(|p| (1..=10).contains(&p["stock"].as_i64().unwrap())).await;
+        let (id, stock) = (low["id"].as_i64().unwrap(), low["stock"].as_i64().unwrap());
+        let key = [("Idempotency-Key", "sell-out-then-retry")];
+        let first = app.post_json_with("/api/checkout", &checkout_body(&[(id, stock)]), &key).await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+        assert_eq!(app.product(low["slug"].as_str().unwrap()).await["stock"], 0);
+        let retry = app.post_json_with("/api/checkout", &checkout_body(&[(id, stock)]), &key).await;
+        assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.text());
+        assert_eq!(retry.header("idempotent-replayed"), "true");
+        assert_eq!(retry.json()["id"], first.json()["id"]);
+        let other = app.post_json_with("/api/checkout", &checkout_body(&[(id, 1)]), &key).await;
+        other.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(app.order_count().await, 1);
+    }
+
     /// Asking for more than the stock is 409 naming the short items; nothing is taken.
     async fn short_stock_is_409_naming_the_items(app) {
         let low = app.find_product(|p| (1..=5).contains(&p["stock"].as_i64().unwrap())).await;

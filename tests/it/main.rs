@@ -14,6 +14,7 @@ mod load;
 mod loadgen;
 mod manifests;
 mod openapi;
+mod page_cache;
 mod probes;
 mod reliability;
 mod shutdown;

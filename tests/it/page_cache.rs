@@ -1,0 +1,102 @@
+//! The page cache: shared pages are reused, yet a sold-out product shows at once, a visitor's own
+//! cart always shows, and a change made elsewhere shows within the time to live.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use doorbuster::config::WebConfig;
+
+use crate::support::{TestApp, checkout_body, db_tests};
+
+/// How many products the home page shows as sold out.
+fn sold_out_cards(html: &str) -> usize {
+    html.matches("badge badge-soldout").count()
+}
+
+db_tests! {
+    /// Selling the last units through checkout shows "Sold out" at once on the product page and
+    /// the home page, although both were cached just before.
+    async fn a_sell_out_shows_at_once_on_cached_pages(app) {
+        let deal = app.find_product(|p| p["doorbuster"] == true && p["stock"].as_i64().unwrap() > 0).await;
+        let (id, mut stock) = (deal["id"].as_i64().unwrap(), deal["stock"].as_i64().unwrap());
+        let url = deal["url"].as_str().unwrap();
+        let page = app.get(url).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text().contains("action=\"/cart/add\""), "in stock before");
+        let home = app.get("/").await.text();
+        assert_eq!(app.get("/").await.text(), home, "the second view is the same page");
+        assert_eq!(app.state.pages.len(), 2, "both pages are cached");
+
+        while stock > 0 {
+            let quantity = stock.min(10);
+            let placed = app.post_json("/api/checkout", &checkout_body(&[(id, quantity)])).await;
+            assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text());
+            stock -= quantity;
+        }
+
+        let page = app.get(url).await.text();
+        assert!(page.contains("Sold out"), "the product page shows the sell-out");
+        assert!(!page.contains("action=\"/cart/add\""));
+        assert_eq!(sold_out_cards(&app.get("/").await.text()), sold_out_cards(&home) + 1);
+    }
+
+    /// The cached page is the empty-cart one: a visitor with items in the cart always gets a page
+    /// with their own count, and does not change what others see.
+    async fn a_visitor_with_a_cart_sees_their_own_cart(app) {
+        let product = app.find_product(|p| p["stock"].as_i64().unwrap() > 10).await;
+        let url = product["url"].as_str().unwrap();
+        let anonymous = app.get(url).await.text();
+        assert!(anonymous.contains("aria-label=\"0 items in cart\""));
+        let cookie = format!("cart={}x3", product["id"]);
+        let mine = app.get_with_cookie(url, &cookie).await.text();
+        assert!(mine.contains("aria-label=\"3 items in cart\""), "{mine}");
+        assert!(mine.contains("3 already in"));
+        let home = app.get_with_cookie("/", &cookie).await.text();
+        assert!(home.contains("aria-label=\"3 items in cart\""));
+        assert_eq!(app.get(url).await.text(), anonymous);
+        assert!(app.get("/").await.text().contains("aria-label=\"0 items in cart\""));
+    }
+}
+
+/// A change made behind this replica's back (another replica selling on a shared PostgreSQL, or
+/// `migrate --restock-to` from another process) shows once the time to live has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_elsewhere_shows_within_the_ttl() {
+    let ttl = Duration::from_millis(500);
+    let app = TestApp::sqlite_with(WebConfig {
+        page_cache_ttl: ttl,
+        ..WebConfig::default()
+    })
+    .await;
+    let product = app
+        .find_product(|p| p["doorbuster"] == false && p["stock"].as_i64().unwrap() > 10)
+        .await;
+    let url = product["url"].as_str().unwrap();
+    let before = app.get(url).await.text();
+    assert!(!before.contains("Only 7 left"));
+    doorbuster::db::seed::restock_to(&app.state.db, 7)
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(app.get(url).await.text().contains("Only 7 left"));
+}
+
+/// With `DOORBUSTER_PAGE_CACHE_TTL=0s` nothing is cached: every page is rendered from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_ttl_turns_the_cache_off() {
+    let app = TestApp::sqlite_with(WebConfig {
+        page_cache_ttl: Duration::ZERO,
+        ..WebConfig::default()
+    })
+    .await;
+    let product = app
+        .find_product(|p| p["doorbuster"] == false && p["stock"].as_i64().unwrap() > 10)
+        .await;
+    let url = product["url"].as_str().unwrap();
+    assert_eq!(app.get(url).await.status, StatusCode::OK);
+    doorbuster::db::seed::restock_to(&app.state.db, 7)
+        .await
+        .unwrap();
+    assert!(app.get(url).await.text().contains("Only 7 left"));
+    assert!(app.state.pages.is_empty());
+}
