@@ -103,6 +103,43 @@ fn base_data<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// A shop on SQLite served on 127.0.0.1 with `telemetry`'s metrics: the app, its base URL, the
+/// stop switch and the server task.
+async fn serve_shop(
+    telemetry: &Telemetry,
+) -> (
+    TestApp,
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let app = TestApp::sqlite().await;
+    let state = AppState::with_metrics(
+        app.state.db.clone(),
+        WebConfig::default(),
+        telemetry.metrics.clone(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        Duration::ZERO,
+        stop.clone().cancelled_owned(),
+    ));
+    (app, base, stop, server)
+}
+
+/// Every item the fake received on `/v2/track`.
+fn tracked_items(received: &[(String, Value)]) -> Vec<Value> {
+    received
+        .iter()
+        .filter(|(path, _)| path == "/v2/track")
+        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// After a page view and a checkout, Application Insights has the requests by route with their
 /// result codes, database dependencies, the order metric, and Live Metrics pings and posts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,21 +168,7 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only global subscriber in this process");
 
-    let app = TestApp::sqlite().await;
-    let state = AppState::with_metrics(
-        app.state.db.clone(),
-        WebConfig::default(),
-        telemetry.metrics.clone(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        state,
-        Duration::ZERO,
-        stop.clone().cancelled_owned(),
-    ));
+    let (app, base, stop, server) = serve_shop(&telemetry).await;
 
     let http = reqwest::Client::new();
     assert_eq!(
@@ -200,11 +223,7 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     telemetry.shutdown(Duration::from_secs(5)).await;
 
     let received = received.lock().unwrap();
-    let items: Vec<Value> = received
-        .iter()
-        .filter(|(path, _)| path == "/v2/track")
-        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
-        .collect();
+    let items = tracked_items(&received);
     let requests = base_data(&items, "RequestData");
 
     let names: Vec<_> = items
@@ -300,21 +319,7 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only global subscriber in this process");
 
-    let app = TestApp::sqlite().await;
-    let state = AppState::with_metrics(
-        app.state.db.clone(),
-        WebConfig::default(),
-        telemetry.metrics.clone(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        state,
-        Duration::ZERO,
-        stop.clone().cancelled_owned(),
-    ));
+    let (_app, base, stop, server) = serve_shop(&telemetry).await;
 
     // Live Metrics counts only while a viewer watches: wait for its first post.
     let started = Instant::now();
@@ -350,11 +355,7 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
     server.await.unwrap().unwrap();
     telemetry.shutdown(Duration::from_secs(5)).await;
     let received = received.lock().unwrap();
-    let items: Vec<Value> = received
-        .iter()
-        .filter(|(path, _)| path == "/v2/track")
-        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
-        .collect();
+    let items = tracked_items(&received);
     // Only the start-up work (migrations and seeding, outside any request) is traced.
     let exported: Vec<&Value> = base_data(&items, "RequestData")
         .into_iter()
