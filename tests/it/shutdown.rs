@@ -14,29 +14,7 @@ use crate::support::valid_customer;
 #[test]
 fn sigterm_drains_and_finishes_in_flight_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_doorbuster"))
-        .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("shop.db").display()),
-        )
-        .env("DOORBUSTER_HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DOORBUSTER_DRAIN_DELAY", "500ms")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        if let Some(rest) = line.split("open at http://").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, addr, log) = start_server(&dir.path().join("shop.db"), "500ms", "info");
 
     let body = json!({"items": [{"product_id": 1, "quantity": 1}], "customer": valid_customer()})
         .to_string();
@@ -90,6 +68,41 @@ fn sigterm_drains_and_finishes_in_flight_requests() {
     assert!(log.contains("received SIGTERM"), "{log}");
 }
 
+/// Starts the real binary on `db` and 127.0.0.1 with a free port: the child, its address, and a
+/// thread that keeps draining its stdout (so it never blocks on a full pipe) and returns the log.
+fn start_server(
+    db: &std::path::Path,
+    drain_delay: &str,
+    rust_log: &str,
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_doorbuster"))
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("DOORBUSTER_HOST", "127.0.0.1")
+        .env("PORT", "0")
+        // A free admin port too: tests run side by side, and 9090 may be taken on the machine.
+        .env("DOORBUSTER_ADMIN_PORT", "0")
+        .env("DOORBUSTER_DRAIN_DELAY", drain_delay)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        if let Some(rest) = line.split("open at http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    (child, addr, log)
+}
+
 fn http_get_status(addr: &str, path: &str) -> u16 {
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return 0;
@@ -133,25 +146,7 @@ fn sigterm_under_load_loses_no_accepted_request_or_order() {
     const DRAIN_DELAY: Duration = Duration::from_secs(6);
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("shop.db");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_doorbuster"))
-        .env_clear()
-        .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
-        .env("DOORBUSTER_HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DOORBUSTER_DRAIN_DELAY", "6s")
-        .env("RUST_LOG", "warn,doorbuster=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        if let Some(rest) = line.split("open at http://").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (mut server, addr, log) = start_server(&db_path, "6s", "warn,doorbuster=info");
 
     let crowd = |name: &str, duration: &str| {
         let report = dir.path().join(format!("{name}.json"));
