@@ -100,7 +100,7 @@ pub fn span_enabled_for_export() -> bool {
     REQUEST.try_with(|decision| decision.traced).unwrap_or(true)
 }
 
-/// The outermost layer when traces are exported: it turns this crate's spans off, for every
+/// The outermost layer of the shop's subscriber: it turns this crate's spans off, for every
 /// layer, inside requests that are not traced, so they are never built. (A per-layer filter on
 /// the exporting layer alone leaves the span to the registry, whose bookkeeping on every poll is
 /// most of the cost.) Log lines inside such requests still print; they carry no trace ids, as

@@ -1,7 +1,8 @@
 //! Telemetry setup: logs, traces and metrics, configured once at start and flushed at shutdown.
 //!
 //! - Logs: readable text in a terminal, JSON lines for collectors (`LOG_FORMAT=json`), level from
-//!   `RUST_LOG`. Inside a request, JSON lines carry the request span's `trace_id` and `span_id`.
+//!   `RUST_LOG`. Inside a traced request, JSON lines carry the request span's `trace_id` and
+//!   `span_id`; without an exporter, only requests whose caller sent a sampled `traceparent` are.
 //! - Traces: `tracing` spans bridged to OpenTelemetry, exported to Application Insights (with Live
 //!   Metrics) when `APPLICATIONINSIGHTS_CONNECTION_STRING` is set and over OTLP/HTTP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The exporting layer has its own filter, so a quiet
@@ -244,8 +245,15 @@ impl Telemetry {
                 .push("OTLP: off (set OTEL_EXPORTER_OTLP_ENDPOINT)".to_owned()),
         }
 
-        let metrics =
-            Metrics::with_readers(resource, readers, RequestTracing::new(ratio, live_metrics));
+        // Without an exporter a request span only decorates the console's log lines, yet building
+        // it is a fifth of what serving a cached page costs (docs/BENCHMARKS.md). So only requests
+        // whose caller sampled them get one, to keep their logs joined to the caller's trace.
+        let traced_share = if tracing_on { ratio } else { 0.0 };
+        let metrics = Metrics::with_readers(
+            resource,
+            readers,
+            RequestTracing::new(traced_share, live_metrics),
+        );
         let tracer_provider = tracing_on.then(|| tracer_builder.build());
         let otel_layer = tracer_provider.as_ref().map(|provider| {
             // Its own filter: request and database spans from this crate, warnings from others,
@@ -270,11 +278,10 @@ impl Telemetry {
                 .with_filter(filter)
         });
         // Requests that are not traced build no spans (see crate::sampling).
-        let gate = otel_layer.is_some().then_some(UntracedGate);
         let subscriber = Registry::default()
             .with(log_layer(format))
             .with(otel_layer)
-            .with(gate);
+            .with(UntracedGate);
         Ok((
             Telemetry {
                 metrics,

@@ -6,12 +6,13 @@
 //! baggage entry `synthetic=true`; such requests carry `synthetic=true` on their span and metrics so
 //! dashboards can split the Black Friday crowd from real shoppers.
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderMap;
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
@@ -63,17 +64,32 @@ impl Drop for InFlight {
     }
 }
 
-/// Middleware: runs inside the router, where the matched route template is known.
-pub async fn observe_request(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
+/// The method as a static string for the standard methods, so attributes need no allocation.
+fn method_name(method: &Method) -> Cow<'static, str> {
+    match *method {
+        Method::GET => Cow::Borrowed("GET"),
+        Method::HEAD => Cow::Borrowed("HEAD"),
+        Method::POST => Cow::Borrowed("POST"),
+        Method::PUT => Cow::Borrowed("PUT"),
+        Method::DELETE => Cow::Borrowed("DELETE"),
+        Method::PATCH => Cow::Borrowed("PATCH"),
+        Method::OPTIONS => Cow::Borrowed("OPTIONS"),
+        _ => Cow::Owned(method.as_str().to_owned()),
+    }
+}
+
+/// Observes one request served by `serve`: inside the router, where the matched route template
+/// is known.
+pub async fn observe_request<F, Fut>(metrics: &Arc<Metrics>, request: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let route: Arc<str> = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or_else(|| Arc::from("unmatched"), |path| Arc::from(path.as_str()));
+    let method = method_name(request.method());
     let synthetic = is_synthetic(request.headers());
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
     let caller = parent.span().span_context().clone();
@@ -111,7 +127,7 @@ pub async fn observe_request(
             );
             // Untraced, and the console does not want request spans either: nothing to fill in.
             if span.is_disabled() {
-                return next.run(request).await;
+                return serve(request).await;
             }
             if let Some(agent) = request
                 .headers()
@@ -129,7 +145,7 @@ pub async fn observe_request(
                 span.record("trace_id", ids.trace_id().to_string());
                 span.record("span_id", ids.span_id().to_string());
             }
-            let response = next.run(request).instrument(span.clone()).await;
+            let response = serve(request).instrument(span.clone()).await;
             let status = response.status();
             span.record("http.response.status_code", status.as_u16());
             if status.is_server_error() {

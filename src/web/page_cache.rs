@@ -13,14 +13,17 @@
 //!   rendered while an order was being placed is never served as current.
 //! - **A short time to live** (`DOORBUSTER_PAGE_CACHE_TTL`, 1 s by default), which bounds how
 //!   stale a page can be when another replica sharing PostgreSQL sells the stock, or an operator
-//!   restocks from another process. `0s` turns the cache off.
+//!   restocks from another process. `0s` turns the cache off. When a page outlives it, the first
+//!   request re-renders it and the others are served the old copy meanwhile: otherwise every
+//!   request arriving during the render (64 at once under `wrk -c64`) would render it too, once
+//!   a second. Past twice the time to live (that render failed) no request is served the old copy.
 //!
 //! The number of entries is bounded ([`MAX_ENTRIES`]); keys only ever name pages that rendered
 //! successfully (known products and departments), so strangers cannot fill it with junk URLs.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -44,6 +47,8 @@ struct Entry {
     version: u64,
     rendered: Instant,
     html: Bytes,
+    /// Set by the request that re-renders this page once it has outlived the time to live.
+    refresh_claimed: AtomicBool,
 }
 
 /// The cache; one per process, shared through [`crate::state::AppState`].
@@ -79,15 +84,22 @@ impl PageCache {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The page, if it was rendered from the current catalog version within the time to live.
+    /// The page, if it was rendered from the current catalog version within the time to live
+    /// (or within twice that while another request re-renders it).
     pub fn get(&self, key: &PageKey) -> Option<Bytes> {
         if !self.enabled() {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get(key)?;
-        (entry.version == self.version() && entry.rendered.elapsed() < self.ttl)
-            .then(|| entry.html.clone())
+        if entry.version != self.version() {
+            return None;
+        }
+        let age = entry.rendered.elapsed();
+        // Outlived the time to live only: the first caller re-renders, the others get this copy.
+        let served = age < self.ttl
+            || (age < self.ttl * 2 && entry.refresh_claimed.swap(true, Ordering::Relaxed));
+        served.then(|| entry.html.clone())
     }
 
     /// Keeps a page rendered from catalog `version` (read before its queries ran).
@@ -111,6 +123,7 @@ impl PageCache {
                 version,
                 rendered: Instant::now(),
                 html,
+                refresh_claimed: AtomicBool::new(false),
             },
         );
     }
@@ -155,11 +168,18 @@ mod tests {
 
     #[test]
     fn pages_expire_and_a_zero_ttl_caches_nothing() {
-        let cache = PageCache::new(Duration::from_millis(20));
+        let cache = PageCache::new(Duration::from_millis(100));
         cache.put(PageKey::Home, cache.version(), page("home"));
         assert!(cache.get(&PageKey::Home).is_some());
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(120));
+        // The first request after the time to live re-renders the page...
         assert_eq!(cache.get(&PageKey::Home), None);
+        // ...and the others are served the old copy meanwhile, but not past twice the TTL.
+        assert_eq!(cache.get(&PageKey::Home), Some(page("home")));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(cache.get(&PageKey::Home), None);
+        cache.put(PageKey::Home, cache.version(), page("again"));
+        assert_eq!(cache.get(&PageKey::Home), Some(page("again")));
 
         let off = PageCache::new(Duration::ZERO);
         off.put(PageKey::Home, off.version(), page("home"));
