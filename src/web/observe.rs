@@ -14,7 +14,6 @@ use std::time::{Instant, SystemTime};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -22,7 +21,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestAttributes};
 
 /// The W3C baggage entry that marks synthetic traffic: `baggage: synthetic=true`.
 pub const SYNTHETIC_BAGGAGE: (&str, &str) = ("synthetic", "true");
@@ -52,30 +51,20 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Decrements the in-flight gauge even when the client goes away mid-request.
-struct InFlight {
-    metrics: Arc<Metrics>,
-    attributes: [KeyValue; 2],
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.metrics.active_requests.add(-1, &self.attributes);
-    }
-}
-
-/// The method as a static string for the standard methods, so attributes need no allocation.
+/// The method as the metrics name it: standard methods by name, others as `_OTHER`.
 fn method_name(method: &Method) -> Cow<'static, str> {
-    match *method {
-        Method::GET => Cow::Borrowed("GET"),
-        Method::HEAD => Cow::Borrowed("HEAD"),
-        Method::POST => Cow::Borrowed("POST"),
-        Method::PUT => Cow::Borrowed("PUT"),
-        Method::DELETE => Cow::Borrowed("DELETE"),
-        Method::PATCH => Cow::Borrowed("PATCH"),
-        Method::OPTIONS => Cow::Borrowed("OPTIONS"),
-        _ => Cow::Owned(method.as_str().to_owned()),
-    }
+    Cow::Borrowed(match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    })
 }
 
 /// Observes one request served by `serve`: inside the router, where the matched route template
@@ -89,22 +78,16 @@ where
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| Arc::from("unmatched"), |path| Arc::from(path.as_str()));
-    let method = method_name(request.method());
-    let synthetic = is_synthetic(request.headers());
+    let attributes = RequestAttributes {
+        method: method_name(request.method()),
+        route,
+        synthetic: is_synthetic(request.headers()),
+    };
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
     let caller = parent.span().span_context().clone();
     let request_tracing = &metrics.request_tracing;
     let traced = request_tracing.traces(&caller);
-
-    let in_flight_attributes = [
-        KeyValue::new("http.request.method", method.clone()),
-        KeyValue::new("http.route", route.clone()),
-    ];
-    metrics.active_requests.add(1, &in_flight_attributes);
-    let _in_flight = InFlight {
-        metrics: metrics.clone(),
-        attributes: in_flight_attributes,
-    };
+    let _in_flight = metrics.request_started(&attributes);
     let started_at = SystemTime::now();
     let started = Instant::now();
     // The span is made inside the decision's scope: the exporting layer reads it from there.
@@ -112,16 +95,16 @@ where
         .serve(traced, async {
             let span = tracing::info_span!(
                 "request",
-                otel.name = format!("{method} {route}"),
+                otel.name = format!("{} {}", request.method(), attributes.route),
                 otel.kind = "server",
                 otel.status_code = Empty,
-                http.request.method = %method,
-                http.route = %route,
+                http.request.method = %request.method(),
+                http.route = %attributes.route,
                 url.path = %request.uri().path(),
                 url.scheme = "http",
                 user_agent.original = Empty,
                 http.response.status_code = Empty,
-                synthetic,
+                synthetic = attributes.synthetic,
                 trace_id = Empty,
                 span_id = Empty,
             );
@@ -158,14 +141,10 @@ where
     if !traced {
         request_tracing.count_untraced_request(started_at, status.is_server_error());
     }
-    metrics.request_duration.record(
+    metrics.request_finished(
+        &attributes,
+        status.as_u16(),
         started.elapsed().as_secs_f64(),
-        &[
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("http.route", route),
-            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-            KeyValue::new("synthetic", synthetic),
-        ],
     );
     response
 }
@@ -175,6 +154,14 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_series() {
+        assert_eq!(method_name(&Method::GET), "GET");
+        assert_eq!(method_name(&Method::POST), "POST");
+        let custom = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_name(&custom), "_OTHER");
+    }
 
     #[test]
     fn synthetic_marker_is_read_from_baggage() {
