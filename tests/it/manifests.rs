@@ -100,7 +100,7 @@ fn containers(docs: &[(PathBuf, Value)]) -> Vec<ContainerDoc> {
 
 /// Whether an image reference names Doorbuster's image: the `doorbuster` placeholder that the
 /// kustomize tree's image component renames, or `[registry/]doorbuster[:tag][@digest]` in a
-/// manifest applied on its own (k8s/loadgen/job.yaml).
+/// manifest applied on its own.
 fn is_doorbuster_image(image: &str) -> bool {
     let without_digest = image.split('@').next().unwrap_or_default();
     let last = without_digest.rsplit('/').next().unwrap_or_default();
