@@ -126,10 +126,13 @@ fn html_response(status: StatusCode, html: Bytes) -> Response {
 /// A page that every visitor with an empty cart sees alike: served from the page cache when it
 /// holds a current copy, else rendered by `render` (and kept, when `key` is given: pass `None` for
 /// visitors whose cart shows on the page). See [`super::page_cache`].
-async fn shared_page<T: Template>(
+///
+/// `render` makes its future only on a miss, and that future goes on the heap: its queries make
+/// it kilobytes, which every cache hit would otherwise carry and copy through the layers.
+async fn shared_page<T: Template, F: Future<Output = Result<T, PageError>>>(
     state: &AppState,
     key: Option<PageKey>,
-    render: impl Future<Output = Result<T, PageError>>,
+    render: impl FnOnce() -> F,
 ) -> Result<Response, PageError> {
     let key = key.filter(|_| state.pages.enabled());
     if let Some(key) = &key
@@ -139,7 +142,7 @@ async fn shared_page<T: Template>(
     }
     // Read before the queries run, so an order placed meanwhile makes this copy stale at once.
     let version = state.pages.version();
-    let html = Bytes::from(render.await?.render()?);
+    let html = Bytes::from(Box::pin(render()).await?.render()?);
     if let Some(key) = key {
         state.pages.put(key, version, html.clone());
     }
@@ -209,8 +212,9 @@ pub async fn home(
     CartCookie(cart): CartCookie,
 ) -> Result<Response, PageError> {
     let key = cart.is_empty().then_some(PageKey::Home);
-    shared_page(&state, key, async {
-        let layout = Layout::load(&state, "Doorbuster · Black Friday deals", &cart, None).await?;
+    let (state, cart) = (&state, &cart);
+    shared_page(state, key, move || async move {
+        let layout = Layout::load(state, "Doorbuster · Black Friday deals", cart, None).await?;
         let deals = catalog::doorbusters(&state.db).await?;
         let categories = catalog::categories(&state.db).await?;
         Ok(HomeTemplate {
@@ -269,7 +273,7 @@ pub async fn category(
         sort: params.sort,
         page: params.page.unwrap_or(1),
     });
-    shared_page(&state, key, category_page(&state, &cart, slug, params)).await
+    shared_page(&state, key, || category_page(&state, &cart, slug, params)).await
 }
 
 async fn category_page(
@@ -356,7 +360,7 @@ pub async fn product(
     PagePath(slug): PagePath<String>,
 ) -> Result<Response, PageError> {
     let key = cart.is_empty().then(|| PageKey::Product(slug.clone()));
-    shared_page(&state, key, product_page(&state, &cart, slug)).await
+    shared_page(&state, key, || product_page(&state, &cart, slug)).await
 }
 
 async fn product_page(
