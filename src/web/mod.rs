@@ -85,8 +85,13 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Whether errors at `path` are answered as problem+json (the API) rather than an HTML page.
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/api"
+}
+
 fn is_api(request: &Request) -> bool {
-    request.uri().path().starts_with("/api/")
+    is_api_path(request.uri().path())
 }
 
 /// Everything the shop does around a request, in this order, in one layer: observe it (span,
@@ -230,7 +235,7 @@ fn finish_response(
 /// a caught panic's 500). Give those the same bodies handlers give: problem+json under `/api`,
 /// an HTML page elsewhere.
 fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) -> Response {
-    let is_api = path.starts_with("/api/") || path == "/api";
+    let is_api = is_api_path(path);
     let detail = match status {
         // The router adds the `Allow` header after this middleware has run.
         StatusCode::METHOD_NOT_ALLOWED => format!(

@@ -69,7 +69,7 @@ impl PageCache {
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    fn enabled(&self) -> bool {
         !self.ttl.is_zero()
     }
 

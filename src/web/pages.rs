@@ -134,7 +134,6 @@ async fn shared_page<T: Template, F: Future<Output = Result<T, PageError>>>(
     key: Option<PageKey>,
     render: impl FnOnce() -> F,
 ) -> Result<Response, PageError> {
-    let key = key.filter(|_| state.pages.enabled());
     if let Some(key) = &key
         && let Some(html) = state.pages.get(key)
     {

@@ -63,15 +63,8 @@ db_tests! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_elsewhere_shows_within_the_ttl() {
     let ttl = Duration::from_millis(500);
-    let app = TestApp::sqlite_with(WebConfig {
-        page_cache_ttl: ttl,
-        ..WebConfig::default()
-    })
-    .await;
-    let product = app
-        .find_product(|p| p["doorbuster"] == false && p["stock"].as_i64().unwrap() > 10)
-        .await;
-    let url = product["url"].as_str().unwrap();
+    let (app, url) = shop_with_page_cache_ttl(ttl).await;
+    let url = url.as_str();
     let before = app.get(url).await.text();
     assert!(!before.contains("Only 7 left"));
     doorbuster::db::seed::restock_to(&app.state.db, 7)
@@ -84,19 +77,27 @@ async fn a_change_made_elsewhere_shows_within_the_ttl() {
 /// With `DOORBUSTER_PAGE_CACHE_TTL=0s` nothing is cached: every page is rendered from the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_ttl_turns_the_cache_off() {
-    let app = TestApp::sqlite_with(WebConfig {
-        page_cache_ttl: Duration::ZERO,
-        ..WebConfig::default()
-    })
-    .await;
-    let product = app
-        .find_product(|p| p["doorbuster"] == false && p["stock"].as_i64().unwrap() > 10)
-        .await;
-    let url = product["url"].as_str().unwrap();
+    let (app, url) = shop_with_page_cache_ttl(Duration::ZERO).await;
+    let url = url.as_str();
     assert_eq!(app.get(url).await.status, StatusCode::OK);
     doorbuster::db::seed::restock_to(&app.state.db, 7)
         .await
         .unwrap();
     assert!(app.get(url).await.text().contains("Only 7 left"));
     assert!(app.state.pages.is_empty());
+}
+
+/// A shop whose page cache keeps pages for `ttl`, and the URL of a product page whose stock
+/// (more than 10, not a doorbuster) a restock to 7 visibly changes.
+async fn shop_with_page_cache_ttl(ttl: Duration) -> (TestApp, String) {
+    let app = TestApp::sqlite_with(WebConfig {
+        page_cache_ttl: ttl,
+        ..WebConfig::default()
+    })
+    .await;
+    let product = app
+        .find_product(|p| p["doorbuster"] == false && p["stock"].as_i64().unwrap() > 10)
+        .await;
+    let url = product["url"].as_str().unwrap().to_owned();
+    (app, url)
 }
