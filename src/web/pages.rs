@@ -6,11 +6,12 @@
 //! which turns a rendering failure into the error page rather than a blank 500.
 
 use std::future::Future;
+use std::sync::LazyLock;
 
 use askama::Template;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use opentelemetry::KeyValue;
 use serde::Deserialize;
@@ -114,12 +115,32 @@ impl<T: Template> IntoResponse for Page<T> {
     }
 }
 
+/// A page's headers: the security set, HTML, no shared caching (see [`Page`]) and a length slot
+/// that [`html_response`] fills. Built once and cloned per response (see
+/// [`super::secured_headers`]); the slot is there so that filling it finds its place rather than
+/// growing the cloned map, which would re-hash every header.
+static PAGE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    super::secured_headers([
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        ),
+        (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+    ])
+});
+
 fn html_response(status: StatusCode, html: Bytes) -> Response {
-    let mut response = (status, Html(html)).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+    let mut headers = PAGE_HEADERS.clone();
+    if let Some(length) = headers.get_mut(header::CONTENT_LENGTH) {
+        *length = HeaderValue::from(html.len());
+    }
+    let mut response = Response::new(Body::from(html));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
 }
 

@@ -190,6 +190,26 @@ async fn security_headers_on_every_response() {
             "strict-origin-when-cross-origin",
             "{uri}"
         );
+        assert_eq!(response.header("x-frame-options"), "DENY", "{uri}");
+        assert_eq!(
+            response.header("cross-origin-opener-policy"),
+            "same-origin",
+            "{uri}"
+        );
+        // Pages come with the set ready-made; nothing may add it a second time.
+        for name in [
+            "content-security-policy",
+            "x-content-type-options",
+            "referrer-policy",
+            "x-frame-options",
+            "cross-origin-opener-policy",
+        ] {
+            assert_eq!(
+                response.headers.get_all(name).iter().count(),
+                1,
+                "{uri} {name}"
+            );
+        }
     }
     // The CSP forbids inline script and style, so the pages must have none.
     let html = app.get("/").await.text();
@@ -202,6 +222,27 @@ async fn security_headers_on_every_response() {
         !html.contains("http://") && !html.contains("https://"),
         "nothing loaded from elsewhere"
     );
+}
+
+/// A page's length is declared once and is the body's, whether rendered or from the page cache,
+/// and a HEAD request gets the same headers without the body.
+#[tokio::test]
+async fn pages_declare_their_length() {
+    let app = TestApp::sqlite().await;
+    for _ in 0..2 {
+        let page = app.get("/").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.headers.get_all("content-length").iter().count(), 1);
+        assert_eq!(page.header("content-length"), page.body.len().to_string());
+        assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+        assert_eq!(page.header("cache-control"), "private, no-cache");
+        let head = app
+            .request(Request::head("/").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.body.is_empty());
+        assert_eq!(head.header("content-length"), page.body.len().to_string());
+    }
 }
 
 /// Responses are compressed for clients that ask.
