@@ -73,8 +73,10 @@ impl RequestTracing {
     }
 
     /// Runs a request's future under its decision, so the spans created while serving it, and
-    /// their database calls, know whether they are traced.
-    pub async fn serve<F: Future>(&self, traced: bool, request: F) -> F::Output {
+    /// their database calls, know whether they are traced. (Not an `async fn`: that would keep
+    /// `request` twice in its state, as argument and inside the scope, and every request's
+    /// future would carry and copy both.)
+    pub fn serve<F: Future>(&self, traced: bool, request: F) -> impl Future<Output = F::Output> {
         let decision = RequestDecision {
             traced,
             live_metrics: if traced {
@@ -83,7 +85,7 @@ impl RequestTracing {
                 self.live_metrics.clone()
             },
         };
-        REQUEST.scope(decision, request).await
+        REQUEST.scope(decision, request)
     }
 
     /// Counts a finished request that was not traced in Live Metrics.

@@ -109,30 +109,34 @@ where
                 span_id = Empty,
             );
             // Untraced, and the console does not want request spans either: nothing to fill in.
-            if span.is_disabled() {
-                return serve(request).await;
-            }
-            if let Some(agent) = request
-                .headers()
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-            {
-                span.record("user_agent.original", agent);
-            }
-            let _ = span.set_parent(parent);
-            // Ids for the JSON logs: the OpenTelemetry ones when traced, else the caller's.
-            let context = span.context();
-            let own = context.span().span_context().clone();
-            let ids = if own.is_valid() { own } else { caller };
-            if ids.is_valid() {
-                span.record("trace_id", ids.trace_id().to_string());
-                span.record("span_id", ids.span_id().to_string());
+            // (One `serve(...).await` for both cases, instrumenting with the disabled span,
+            // which costs nothing: two would each take room in every request's future.)
+            let recording = !span.is_disabled();
+            if recording {
+                if let Some(agent) = request
+                    .headers()
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    span.record("user_agent.original", agent);
+                }
+                let _ = span.set_parent(parent);
+                // Ids for the JSON logs: the OpenTelemetry ones when traced, else the caller's.
+                let context = span.context();
+                let own = context.span().span_context().clone();
+                let ids = if own.is_valid() { own } else { caller };
+                if ids.is_valid() {
+                    span.record("trace_id", ids.trace_id().to_string());
+                    span.record("span_id", ids.span_id().to_string());
+                }
             }
             let response = serve(request).instrument(span.clone()).await;
-            let status = response.status();
-            span.record("http.response.status_code", status.as_u16());
-            if status.is_server_error() {
-                span.record("otel.status_code", "error");
+            if recording {
+                let status = response.status();
+                span.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "error");
+                }
             }
             response
         })
