@@ -69,7 +69,7 @@ fn method_name(method: &Method) -> Cow<'static, str> {
 
 /// Observes one request served by `serve`: inside the router, where the matched route template
 /// is known.
-pub async fn observe_request<F, Fut>(metrics: &Arc<Metrics>, request: Request, serve: F) -> Response
+pub async fn observe_request<F, Fut>(metrics: &Metrics, request: Request, serve: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
