@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument as _;
-use tracing::field::Empty;
+use tracing::field::{Empty, display};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::metrics::{Metrics, RequestAttributes};
@@ -67,6 +68,24 @@ fn method_name(method: &Method) -> Cow<'static, str> {
     })
 }
 
+/// The request's OpenTelemetry HTTP semantic-convention attributes, for its exported span.
+fn http_attributes(request: &Request, attributes: &RequestAttributes) -> Vec<KeyValue> {
+    let mut http = vec![
+        KeyValue::new("http.request.method", attributes.method.clone()),
+        KeyValue::new("http.route", attributes.route.to_string()),
+        KeyValue::new("url.scheme", "http"),
+        KeyValue::new("synthetic", attributes.synthetic),
+    ];
+    if let Some(agent) = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        http.push(KeyValue::new("user_agent.original", agent.to_owned()));
+    }
+    http
+}
+
 /// Observes one request served by `serve`: inside the router, where the matched route template
 /// is known.
 pub async fn observe_request<F, Fut>(metrics: &Metrics, request: Request, serve: F) -> Response
@@ -93,47 +112,49 @@ where
     // The span is made inside the decision's scope: the exporting layer reads it from there.
     let response = request_tracing
         .serve(traced, async {
+            // The console gets the span's name, path and ids (what a log line inside the request
+            // needs to be found and joined to its trace); the other HTTP attributes go straight
+            // to the OpenTelemetry span below, so the console does not format them for every
+            // traced request only to print them on the rare log line.
             let span = tracing::info_span!(
                 "request",
                 otel.name = format!("{} {}", request.method(), attributes.route),
                 otel.kind = "server",
                 otel.status_code = Empty,
-                http.request.method = %request.method(),
-                http.route = %attributes.route,
                 url.path = %request.uri().path(),
-                url.scheme = "http",
-                user_agent.original = Empty,
-                http.response.status_code = Empty,
-                synthetic = attributes.synthetic,
                 trace_id = Empty,
                 span_id = Empty,
             );
             // Untraced, and the console does not want request spans either: nothing to fill in.
             // (One `serve(...).await` for both cases, instrumenting with the disabled span,
             // which costs nothing: two would each take room in every request's future.)
-            let recording = !span.is_disabled();
-            if recording {
-                if let Some(agent) = request
-                    .headers()
-                    .get("user-agent")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    span.record("user_agent.original", agent);
-                }
+            let mut exported = None;
+            if !span.is_disabled() {
                 let _ = span.set_parent(parent);
-                // Ids for the JSON logs: the OpenTelemetry ones when traced, else the caller's.
                 let context = span.context();
                 let own = context.span().span_context().clone();
+                // Ids for the logs: the OpenTelemetry ones when exported, else the caller's.
                 let ids = if own.is_valid() { own } else { caller };
                 if ids.is_valid() {
-                    span.record("trace_id", ids.trace_id().to_string());
-                    span.record("span_id", ids.span_id().to_string());
+                    // Displayed, not turned into strings first: no allocation, and the
+                    // console writes the hex digits as they are, without escaping a string.
+                    span.record("trace_id", display(ids.trace_id()));
+                    span.record("span_id", display(ids.span_id()));
+                }
+                if context.span().is_recording() {
+                    context
+                        .span()
+                        .set_attributes(http_attributes(&request, &attributes));
+                    exported = Some(context);
                 }
             }
             let response = serve(request).instrument(span.clone()).await;
-            if recording {
+            if let Some(context) = exported {
                 let status = response.status();
-                span.record("http.response.status_code", status.as_u16());
+                context.span().set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status.as_u16()),
+                ));
                 if status.is_server_error() {
                     span.record("otel.status_code", "error");
                 }

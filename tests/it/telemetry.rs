@@ -217,6 +217,21 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Traced requests reach Live Metrics too (each finished span feeds the exporter and it).
+    for _ in 0..5 {
+        assert_eq!(
+            http.get(format!("{base}/")).send().await.unwrap().status(),
+            200
+        );
+    }
+    let started = Instant::now();
+    while live_metric(&received, "\\ApplicationInsights\\Requests/Sec") <= 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "Live Metrics never counted the traced requests"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     stop.cancel();
     server.await.unwrap().unwrap();
@@ -247,6 +262,16 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     assert_eq!(checkout["responseCode"], "201");
     let missing = find("GET /p/{slug}");
     assert_eq!(missing["responseCode"], "404");
+    // The HTTP attributes set on the exported span (not through the console's span fields).
+    assert_eq!(missing["url"], "/p/no-such-thing", "{missing}");
+    assert_eq!(
+        missing["properties"]["http.route"], "/p/{slug}",
+        "{missing}"
+    );
+    assert_eq!(
+        missing["properties"]["http.request.method"], "GET",
+        "{missing}"
+    );
     // The checkout continued the caller's trace.
     let checkout_item = items
         .iter()
