@@ -67,9 +67,10 @@ type DurationAttributes = (RequestAttributes, u16);
 /// Instruments bound to attribute sets, one per distinct set. Recording through the SDK with
 /// attributes hashes and sorts them on every call, several thousand instructions per request
 /// for these two; a bound instrument records straight into its series. The sets are bounded:
-/// route templates × standard methods × status codes.
+/// route templates × standard methods × status codes. Keyed with foldhash, not SipHash: every
+/// request looks up two keys, and SipHash made those lookups cost several hundred instructions.
 struct BoundInstruments<K, B> {
-    bound: RwLock<HashMap<K, B>>,
+    bound: RwLock<HashMap<K, B, foldhash::fast::RandomState>>,
 }
 
 impl<K, B> std::fmt::Debug for BoundInstruments<K, B> {
@@ -81,7 +82,7 @@ impl<K, B> std::fmt::Debug for BoundInstruments<K, B> {
 impl<K: Eq + Hash + Clone, B: Clone> BoundInstruments<K, B> {
     fn new() -> Self {
         BoundInstruments {
-            bound: RwLock::new(HashMap::new()),
+            bound: RwLock::new(HashMap::default()),
         }
     }
 
