@@ -1,11 +1,12 @@
 //! Extractors whose rejections speak the app's error format: problem+json for the API
 //! (`ApiJson`, `ApiQuery`, `ApiPath`), an HTML page for the shop (`PageQuery`, `PageForm`,
-//! `PagePath`), and the cart cookie, which never rejects (see [`crate::cart`]).
+//! `PagePath`), and two that never reject: the cart cookie (see [`crate::cart`]) and whether the
+//! client takes gzip.
 
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, FromRequest, FromRequestParts, Json, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
@@ -124,6 +125,46 @@ impl<S: Send + Sync> FromRequestParts<S> for CartCookie {
     }
 }
 
+/// Whether the client takes a gzip-encoded response, from `Accept-Encoding` (RFC 9110, 12.5.3):
+/// gzip named with a weight above zero, or, when not named, covered by `*`. Cached pages go out
+/// as their stored gzip copy when it does (see [`super::page_cache`]). Never fails: an unreadable
+/// header means no.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptsGzip(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsGzip {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(AcceptsGzip(accepts_gzip(&parts.headers)))
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let (mut gzip, mut any) = (None::<f32>, None::<f32>);
+    let codings = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','));
+    for coding in codings {
+        let mut parameters = coding.split(';');
+        let name = parameters.next().unwrap_or_default().trim();
+        let weight = parameters
+            .filter_map(|parameter| parameter.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, value)| value.trim().parse::<f32>().ok());
+        // A weight that does not parse makes the entry meaningless: skip it.
+        let Some(weight) = weight else { continue };
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(gzip.map_or(weight, |seen| seen.max(weight)));
+        } else if name == "*" {
+            any = Some(weight);
+        }
+    }
+    gzip.or(any).is_some_and(|weight| weight > 0.0)
+}
+
 /// How long a cart survives without a visit.
 const CART_MAX_AGE: time::Duration = time::Duration::days(7);
 
@@ -141,4 +182,39 @@ pub fn cart_cookie(cart: &Cart) -> CookieJar {
         cookie.make_removal();
     }
     jar.add(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn accepts(values: &[&'static str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+        }
+        accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn gzip_is_taken_when_named_or_covered_by_a_wildcard_with_a_weight_above_zero() {
+        assert!(accepts(&["gzip, deflate, br, zstd"]));
+        assert!(accepts(&["br;q=1.0, GZIP;q=0.5"]));
+        assert!(accepts(&["br", "x-gzip"]));
+        assert!(accepts(&["*"]));
+        assert!(accepts(&["br, *;q=0.1"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&[""]));
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0, br"]));
+        assert!(!accepts(&["gzip;q=0.000"]));
+        assert!(!accepts(&["*, gzip;q=0"]), "named beats the wildcard");
+        assert!(
+            !accepts(&["gzip;q=lots"]),
+            "an unreadable weight is skipped"
+        );
+        assert!(!accepts(&["identity"]));
+    }
 }

@@ -18,12 +18,17 @@
 //!   request arriving during the render (64 at once under `wrk -c64`) would render it too, once
 //!   a second. Past twice the time to live (that render failed) no request is served the old copy.
 //!
+//! Browsers ask for compressed pages, and compressing a 25 KB page on every request costs more
+//! than serving it: each entry keeps a gzip copy, made by the first request that accepts gzip and
+//! shared by the rest until the entry is replaced.
+//!
 //! The number of entries is bounded ([`MAX_ENTRIES`]); keys only ever name pages that rendered
 //! successfully (known products and departments), so strangers cannot fill it with junk URLs.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -47,8 +52,28 @@ struct Entry {
     version: u64,
     rendered: Instant,
     html: Bytes,
+    /// `html` gzip-encoded, made when first asked for.
+    gzip: OnceLock<Bytes>,
     /// Set by the request that re-renders this page once it has outlived the time to live.
     refresh_claimed: AtomicBool,
+}
+
+/// A cached page as it goes out: its HTML, or that HTML gzip-encoded.
+#[derive(Debug, Clone)]
+pub struct CachedPage {
+    pub body: Bytes,
+    pub gzipped: bool,
+}
+
+/// gzip at the default level, the one tower-http's layer uses for pages it compresses itself.
+fn gzip(html: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(html.len() / 4),
+        flate2::Compression::default(),
+    );
+    // Writing into a `Vec` cannot fail.
+    encoder.write_all(html).expect("gzip into memory");
+    Bytes::from(encoder.finish().expect("gzip into memory"))
 }
 
 /// The cache; one per process, shared through [`crate::state::AppState`].
@@ -89,7 +114,7 @@ impl PageCache {
 
     /// The page, if it was rendered from the current catalog version within the time to live
     /// (or within twice that while another request re-renders it).
-    pub fn get(&self, key: &PageKey) -> Option<Bytes> {
+    pub fn get(&self, key: &PageKey, accepts_gzip: bool) -> Option<CachedPage> {
         if !self.enabled() {
             return None;
         }
@@ -102,7 +127,19 @@ impl PageCache {
         // Outlived the time to live only: the first caller re-renders, the others get this copy.
         let served = age < self.ttl
             || (age < self.ttl * 2 && entry.refresh_claimed.swap(true, Ordering::Relaxed));
-        served.then(|| entry.html.clone())
+        served.then(|| {
+            if accepts_gzip {
+                CachedPage {
+                    body: entry.gzip.get_or_init(|| gzip(&entry.html)).clone(),
+                    gzipped: true,
+                }
+            } else {
+                CachedPage {
+                    body: entry.html.clone(),
+                    gzipped: false,
+                }
+            }
+        })
     }
 
     /// Keeps a page rendered from catalog `version` (read before its queries ran).
@@ -126,6 +163,7 @@ impl PageCache {
                 version,
                 rendered: Instant::now(),
                 html,
+                gzip: OnceLock::new(),
                 refresh_claimed: AtomicBool::new(false),
             },
         );
@@ -149,15 +187,54 @@ mod tests {
         Bytes::from_static(text.as_bytes())
     }
 
+    fn html(cache: &PageCache, key: &PageKey) -> Option<Bytes> {
+        cache.get(key, false).map(|page| {
+            assert!(!page.gzipped);
+            page.body
+        })
+    }
+
+    #[test]
+    fn clients_that_accept_gzip_share_one_compressed_copy() {
+        use std::io::Read as _;
+        let cache = PageCache::new(Duration::from_secs(60));
+        let text = "<p>Doorbuster deals</p>".repeat(200);
+        cache.put(PageKey::Home, cache.version(), Bytes::from(text.clone()));
+        let first = cache.get(&PageKey::Home, true).unwrap();
+        assert!(first.gzipped);
+        assert!(
+            first.body.len() < text.len() / 10,
+            "{} bytes",
+            first.body.len()
+        );
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&first.body[..])
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, text);
+        // Made once: the next request gets the same bytes, not a second compression.
+        let second = cache.get(&PageKey::Home, true).unwrap();
+        assert_eq!(second.body.as_ptr(), first.body.as_ptr());
+        assert_eq!(html(&cache, &PageKey::Home).unwrap(), text);
+        // A new copy of the page brings its own compressed copy.
+        cache.put(PageKey::Home, cache.version(), page("again"));
+        let again = cache.get(&PageKey::Home, true).unwrap();
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&again.body[..])
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, "again");
+    }
+
     #[test]
     fn a_page_is_served_until_the_catalog_changes() {
         let cache = PageCache::new(Duration::from_secs(60));
         let version = cache.version();
         cache.put(PageKey::Home, version, page("home"));
-        assert_eq!(cache.get(&PageKey::Home), Some(page("home")));
-        assert_eq!(cache.get(&PageKey::Product("x".into())), None);
+        assert_eq!(html(&cache, &PageKey::Home), Some(page("home")));
+        assert_eq!(html(&cache, &PageKey::Product("x".into())), None);
         cache.catalog_changed();
-        assert_eq!(cache.get(&PageKey::Home), None);
+        assert_eq!(html(&cache, &PageKey::Home), None);
     }
 
     #[test]
@@ -166,27 +243,27 @@ mod tests {
         let version = cache.version();
         cache.catalog_changed(); // an order lands while the page is being rendered
         cache.put(PageKey::Home, version, page("stale"));
-        assert_eq!(cache.get(&PageKey::Home), None);
+        assert_eq!(html(&cache, &PageKey::Home), None);
     }
 
     #[test]
     fn pages_expire_and_a_zero_ttl_caches_nothing() {
         let cache = PageCache::new(Duration::from_millis(100));
         cache.put(PageKey::Home, cache.version(), page("home"));
-        assert!(cache.get(&PageKey::Home).is_some());
+        assert!(html(&cache, &PageKey::Home).is_some());
         std::thread::sleep(Duration::from_millis(120));
         // The first request after the time to live re-renders the page...
-        assert_eq!(cache.get(&PageKey::Home), None);
+        assert_eq!(html(&cache, &PageKey::Home), None);
         // ...and the others are served the old copy meanwhile, but not past twice the TTL.
-        assert_eq!(cache.get(&PageKey::Home), Some(page("home")));
+        assert_eq!(html(&cache, &PageKey::Home), Some(page("home")));
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(cache.get(&PageKey::Home), None);
+        assert_eq!(html(&cache, &PageKey::Home), None);
         cache.put(PageKey::Home, cache.version(), page("again"));
-        assert_eq!(cache.get(&PageKey::Home), Some(page("again")));
+        assert_eq!(html(&cache, &PageKey::Home), Some(page("again")));
 
         let off = PageCache::new(Duration::ZERO);
         off.put(PageKey::Home, off.version(), page("home"));
-        assert_eq!(off.get(&PageKey::Home), None);
+        assert_eq!(html(&off, &PageKey::Home), None);
         assert!(off.is_empty());
     }
 
@@ -201,6 +278,6 @@ mod tests {
         cache.catalog_changed();
         cache.put(PageKey::Home, cache.version(), page("home"));
         assert_eq!(cache.len(), 1);
-        assert!(cache.get(&PageKey::Home).is_some());
+        assert!(html(&cache, &PageKey::Home).is_some());
     }
 }

@@ -17,8 +17,8 @@ use opentelemetry::KeyValue;
 use serde::Deserialize;
 
 use super::assets;
-use super::extract::{CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
-use super::page_cache::PageKey;
+use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
+use super::page_cache::{CachedPage, PageKey};
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
 use crate::db::catalog::{self, Category, Product, Sort};
@@ -133,12 +133,34 @@ static PAGE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     ])
 });
 
-fn html_response(status: StatusCode, html: Bytes) -> Response {
+/// [`PAGE_HEADERS`] for a page's stored gzip copy (see [`super::page_cache`]): the encoding, and
+/// `Vary` so that no cache hands it to a client that did not ask for it.
+static GZIP_PAGE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     let mut headers = PAGE_HEADERS.clone();
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers
+});
+
+fn html_response(status: StatusCode, html: Bytes) -> Response {
+    page_response(&PAGE_HEADERS, status, html)
+}
+
+fn cached_response(page: CachedPage) -> Response {
+    let headers = if page.gzipped {
+        &GZIP_PAGE_HEADERS
+    } else {
+        &PAGE_HEADERS
+    };
+    page_response(headers, StatusCode::OK, page.body)
+}
+
+fn page_response(headers: &HeaderMap, status: StatusCode, body: Bytes) -> Response {
+    let mut headers = headers.clone();
     if let Some(length) = headers.get_mut(header::CONTENT_LENGTH) {
-        *length = HeaderValue::from(html.len());
+        *length = HeaderValue::from(body.len());
     }
-    let mut response = Response::new(Body::from(html));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
@@ -153,12 +175,13 @@ fn html_response(status: StatusCode, html: Bytes) -> Response {
 async fn shared_page<T: Template, F: Future<Output = Result<T, PageError>>>(
     state: &AppState,
     key: Option<PageKey>,
+    AcceptsGzip(gzip): AcceptsGzip,
     render: impl FnOnce() -> F,
 ) -> Result<Response, PageError> {
     if let Some(key) = &key
-        && let Some(html) = state.pages.get(key)
+        && let Some(page) = state.pages.get(key, gzip)
     {
-        return Ok(html_response(StatusCode::OK, html));
+        return Ok(cached_response(page));
     }
     // Read before the queries run, so an order placed meanwhile makes this copy stale at once.
     let version = state.pages.version();
@@ -230,10 +253,11 @@ struct HomeTemplate {
 pub async fn home(
     State(state): State<AppState>,
     CartCookie(cart): CartCookie,
+    gzip: AcceptsGzip,
 ) -> Result<Response, PageError> {
     let key = cart.is_empty().then_some(PageKey::Home);
     let (state, cart) = (&state, &cart);
-    shared_page(state, key, move || async move {
+    shared_page(state, key, gzip, move || async move {
         let layout = Layout::load(state, "Doorbuster · Black Friday deals", cart, None).await?;
         let deals = catalog::doorbusters(&state.db).await?;
         let categories = catalog::categories(&state.db).await?;
@@ -285,6 +309,7 @@ struct CategoryTemplate {
 pub async fn category(
     State(state): State<AppState>,
     CartCookie(cart): CartCookie,
+    gzip: AcceptsGzip,
     PagePath(slug): PagePath<String>,
     PageQuery(params): PageQuery<ListingParams>,
 ) -> Result<Response, PageError> {
@@ -293,7 +318,10 @@ pub async fn category(
         sort: params.sort,
         page: params.page.unwrap_or(1),
     });
-    shared_page(&state, key, || category_page(&state, &cart, slug, params)).await
+    shared_page(&state, key, gzip, || {
+        category_page(&state, &cart, slug, params)
+    })
+    .await
 }
 
 async fn category_page(
@@ -377,10 +405,11 @@ struct ProductTemplate {
 pub async fn product(
     State(state): State<AppState>,
     CartCookie(cart): CartCookie,
+    gzip: AcceptsGzip,
     PagePath(slug): PagePath<String>,
 ) -> Result<Response, PageError> {
     let key = cart.is_empty().then(|| PageKey::Product(slug.clone()));
-    shared_page(&state, key, || product_page(&state, &cart, slug)).await
+    shared_page(&state, key, gzip, || product_page(&state, &cart, slug)).await
 }
 
 async fn product_page(

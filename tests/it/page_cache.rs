@@ -101,3 +101,51 @@ async fn shop_with_page_cache_ttl(ttl: Duration) -> (TestApp, String) {
     let url = product["url"].as_str().unwrap().to_owned();
     (app, url)
 }
+
+/// A browser (which asks for gzip) gets a cached page as its stored gzip copy: the same page, with
+/// its length, `Content-Encoding` and `Vary`; a client that refuses gzip gets what it asked for.
+#[tokio::test]
+async fn browsers_get_the_cached_gzip_copy() {
+    use std::io::Read as _;
+
+    use axum::body::Body;
+    use axum::http::Request;
+
+    let app = TestApp::sqlite().await;
+    let get = |accept_encoding: &'static str| {
+        let request = Request::get("/")
+            .header("accept-encoding", accept_encoding)
+            .body(Body::empty())
+            .unwrap();
+        app.request(request)
+    };
+    let plain = app.get("/").await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert!(plain.headers.get("content-encoding").is_none());
+    assert_eq!(app.state.pages.len(), 1, "the home page is cached");
+
+    for _ in 0..2 {
+        let page = get("gzip, deflate, br").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.header("content-encoding"), "gzip");
+        assert_eq!(page.header("vary"), "accept-encoding");
+        assert_eq!(page.header("content-length"), page.body.len().to_string());
+        assert_eq!(
+            page.headers
+                .get_all("content-security-policy")
+                .iter()
+                .count(),
+            1
+        );
+        let mut html = Vec::new();
+        flate2::read::GzDecoder::new(&page.body[..])
+            .read_to_end(&mut html)
+            .unwrap();
+        assert_eq!(html, plain.body, "the same page, compressed");
+        assert!(page.body.len() * 4 < plain.body.len());
+    }
+
+    let brotli = get("gzip;q=0, br").await;
+    assert_eq!(brotli.status, StatusCode::OK);
+    assert_eq!(brotli.header("content-encoding"), "br");
+}
