@@ -72,7 +72,7 @@ fn method_name(method: &Method) -> Cow<'static, str> {
 fn http_attributes(request: &Request, attributes: &RequestAttributes) -> Vec<KeyValue> {
     let mut http = vec![
         KeyValue::new("http.request.method", attributes.method.clone()),
-        KeyValue::new("http.route", attributes.route.to_string()),
+        KeyValue::new("http.route", attributes.route.clone()),
         KeyValue::new("url.scheme", "http"),
         KeyValue::new("synthetic", attributes.synthetic),
     ];

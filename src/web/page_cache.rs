@@ -127,18 +127,13 @@ impl PageCache {
         // Outlived the time to live only: the first caller re-renders, the others get this copy.
         let served = age < self.ttl
             || (age < self.ttl * 2 && entry.refresh_claimed.swap(true, Ordering::Relaxed));
-        served.then(|| {
-            if accepts_gzip {
-                CachedPage {
-                    body: entry.gzip.get_or_init(|| gzip(&entry.html)).clone(),
-                    gzipped: true,
-                }
+        served.then(|| CachedPage {
+            body: if accepts_gzip {
+                entry.gzip.get_or_init(|| gzip(&entry.html)).clone()
             } else {
-                CachedPage {
-                    body: entry.html.clone(),
-                    gzipped: false,
-                }
-            }
+                entry.html.clone()
+            },
+            gzipped: accepts_gzip,
         })
     }
 

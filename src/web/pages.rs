@@ -116,7 +116,7 @@ impl<T: Template> IntoResponse for Page<T> {
 }
 
 /// A page's headers: the security set, HTML, no shared caching (see [`Page`]) and a length slot
-/// that [`html_response`] fills. Built once and cloned per response (see
+/// that [`page_response`] fills. Built once and cloned per response (see
 /// [`super::secured_headers`]); the slot is there so that filling it finds its place rather than
 /// growing the cloned map, which would re-hash every header.
 static PAGE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
