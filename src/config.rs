@@ -32,6 +32,17 @@ pub struct DatabaseArgs {
     /// How long a request waits for a database connection before it is answered 503.
     #[arg(long, env = "DOORBUSTER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub db_acquire_timeout: Duration,
+
+    /// Longest one database call (a query, or a checkout's whole transaction) may take before it
+    /// is abandoned and answered 503; also PostgreSQL's `statement_timeout`. A checkout abandoned
+    /// after its COMMIT was sent is answered with the `outcome-unknown` problem.
+    #[arg(long, env = "DOORBUSTER_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// Size in MiB the SQLite write-ahead log is kept under: the writer truncates it once it
+    /// passes a quarter of this. `0` leaves it unbounded (only for comparisons).
+    #[arg(long, env = "DOORBUSTER_SQLITE_WAL_MAX_MB", default_value_t = 64)]
+    pub sqlite_wal_max_mb: u64,
 }
 
 impl DatabaseArgs {
@@ -40,6 +51,8 @@ impl DatabaseArgs {
             url: self.database_url.clone(),
             max_connections: self.db_max_connections.max(1),
             acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: self.db_statement_timeout,
+            sqlite_wal_max: self.sqlite_wal_max_mb.saturating_mul(1024 * 1024),
         }
     }
 }

@@ -38,9 +38,15 @@ pub enum AppError {
     /// 422: an `Idempotency-Key` was reused with a different request body.
     #[error("idempotency key reused for a different request")]
     IdempotencyKeyReused,
-    /// 503 with `Retry-After`: the database is unreachable or saturated; retrying later works.
+    /// 503 with `Retry-After`: the database is unreachable, saturated or cannot write; nothing
+    /// was written, and retrying later works.
     #[error("service unavailable: {0}")]
     Unavailable(#[source] DbError),
+    /// 503 with `Retry-After`: the database stopped answering after the order's COMMIT was sent,
+    /// so order `order_id` may or may not exist. Retrying with the same idempotency key (the
+    /// same form) returns it if it exists and places it if not.
+    #[error("order outcome unknown: {0}")]
+    OutcomeUnknown(#[source] DbError),
     /// 500: a bug. The body says nothing more.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,7 +84,9 @@ impl AppError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             AppError::OutOfStock { .. } => StatusCode::CONFLICT,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +102,7 @@ impl AppError {
             AppError::OutOfStock { .. } => "out-of-stock",
             AppError::IdempotencyKeyReused => "idempotency-key-reused",
             AppError::Unavailable(_) => "unavailable",
+            AppError::OutcomeUnknown(_) => "outcome-unknown",
             AppError::Internal(_) => "internal",
         }
     }
@@ -128,6 +137,19 @@ impl AppError {
             AppError::Unavailable(_) => format!(
                 "The shop is busy or its database is unreachable. Try again in {RETRY_AFTER_SECONDS} seconds."
             ),
+            AppError::OutcomeUnknown(cause) => {
+                let order = match cause {
+                    DbError::OutcomeUnknown { order_id, .. } => format!("order {order_id}"),
+                    _ => "your order".to_owned(),
+                };
+                format!(
+                    "We could not confirm whether {order} was placed: the database stopped \
+                     answering while it was being saved. Send the same checkout again (the same \
+                     form, or the same Idempotency-Key header) in {RETRY_AFTER_SECONDS} seconds: \
+                     you get that order if it was placed, and it is placed if it was not. Without \
+                     an Idempotency-Key, look the order up before ordering again."
+                )
+            }
             AppError::Internal(_) => {
                 "Something went wrong on our side. Try again; if it keeps happening, tell the operator."
                     .to_owned()
@@ -140,6 +162,9 @@ impl AppError {
     fn log_if_server_error(&self) {
         match self {
             AppError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            AppError::OutcomeUnknown(cause) => {
+                tracing::error!(error = %cause, "order outcome unknown")
+            }
             AppError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
             _ => {}
         }
@@ -149,7 +174,10 @@ impl AppError {
 impl From<DbError> for AppError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::Unavailable(_) => AppError::Unavailable(error),
+            DbError::Unavailable(_) | DbError::TimedOut(_) | DbError::FileGone(_) => {
+                AppError::Unavailable(error)
+            }
+            DbError::OutcomeUnknown { .. } => AppError::OutcomeUnknown(error),
             DbError::Other(cause) => AppError::Internal(cause.to_string()),
         }
     }
@@ -274,6 +302,13 @@ impl<E: Into<AppError>> From<E> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         self.0.log_if_server_error();
-        crate::web::pages::error_page(self.0.status(), &self.0.detail())
+        let status = self.0.status();
+        let mut response = crate::web::pages::error_page(status, &self.0.detail());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }

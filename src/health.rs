@@ -1,22 +1,20 @@
 //! Probes. `/healthz` answers whether the process is alive (it never touches the database, so a
 //! database outage does not get healthy pods restarted); `/readyz` answers whether this replica
-//! should receive traffic: not draining, and the database answering within a short timeout.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+//! should receive traffic: not draining, not switched off, and a store that can take orders (see
+//! [`crate::db::Db::readiness`]: a fault that real calls met, such as a full disk, a read-only or
+//! deleted file or an unreachable server, makes it false with the reason in its body; being busy
+//! never does).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::RETRY_AFTER_SECONDS;
 use crate::state::AppState;
-
-/// How long `/readyz` waits for the database before calling it down.
-pub const READY_DB_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Shared readiness flags.
 #[derive(Clone, Debug, Default)]
@@ -58,16 +56,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.health.is_switched_off() {
         return not_ready(json!({ "status": "switched off by the operator", "database": engine }));
     }
-    match tokio::time::timeout(READY_DB_TIMEOUT, state.db.ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ready", "database": engine })).into_response(),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness check: database error");
-            not_ready(json!({ "status": "database unavailable", "database": engine }))
-        }
-        Err(_) => {
-            tracing::warn!("readiness check: database did not answer within {READY_DB_TIMEOUT:?}");
-            not_ready(json!({ "status": "database timeout", "database": engine }))
-        }
+    // The store logs each fault once, when it starts and when it clears; nothing is logged here,
+    // so a probe every few seconds does not repeat it.
+    match state.db.readiness().await {
+        Ok(()) => Json(json!({ "status": "ready", "database": engine })).into_response(),
+        Err(reason) => not_ready(json!({
+            "status": "database unavailable",
+            "reason": reason,
+            "database": engine,
+        })),
     }
 }
 

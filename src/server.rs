@@ -53,6 +53,9 @@ async fn run_with(
     } else {
         prepare(&db).await?;
     }
+    // A store that cannot take orders (a read-only or full volume) still serves pages, so the
+    // shop starts; the store logs why once, and `/readyz` stays false until it can write again.
+    let _ = db.readiness().await;
     let addr = args.listen_addr();
     let listener = TcpListener::bind(addr)
         .await

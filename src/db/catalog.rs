@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::{Db, DbError, detached, with_reader};
+use super::{Db, DbError, with_reader};
 
 /// At or below this many units a product shows "Only N left".
 pub const LOW_STOCK_THRESHOLD: i64 = 10;
@@ -160,7 +160,7 @@ fn listing_sql(sort: Sort) -> &'static str {
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT categories", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "categories"))]
 pub async fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
-    detached(async move {
+    db.call(async move {
         const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
              (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
              FROM categories c ORDER BY c.position, c.slug";
@@ -171,7 +171,7 @@ pub async fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT categories", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "categories"))]
 pub async fn category(db: &Db, slug: &str) -> Result<Option<Category>, DbError> {
-    detached(async move {
+    db.call(async move {
         const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
              (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
              FROM categories c WHERE c.slug = $1";
@@ -189,7 +189,7 @@ pub async fn products(
     limit: i64,
     offset: i64,
 ) -> Result<ProductPage, DbError> {
-    detached(async move {
+    db.call(async move {
         const COUNT_SQL: &str =
             "SELECT COUNT(*) FROM products WHERE ($1 IS NULL OR category_slug = $1)";
         with_reader!(db, pool => {
@@ -209,7 +209,7 @@ pub async fn products(
 /// The doorbuster deals for the home page hero, in stock first.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn doorbusters(db: &Db) -> Result<Vec<Product>, DbError> {
-    detached(async move {
+    db.call(async move {
         const SQL: &str = select_products!(
             "WHERE doorbuster ORDER BY stock = 0, price_cents * 100 / NULLIF(list_price_cents, 0), id"
         );
@@ -220,7 +220,7 @@ pub async fn doorbusters(db: &Db) -> Result<Vec<Product>, DbError> {
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn product_by_slug(db: &Db, slug: &str) -> Result<Option<Product>, DbError> {
-    detached(async move {
+    db.call(async move {
         const SQL: &str = select_products!("WHERE slug = $1");
         with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
     })
@@ -229,7 +229,7 @@ pub async fn product_by_slug(db: &Db, slug: &str) -> Result<Option<Product>, DbE
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn product_by_id(db: &Db, id: i64) -> Result<Option<Product>, DbError> {
-    detached(async move {
+    db.call(async move {
         const SQL: &str = select_products!("WHERE id = $1");
         with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?))
     })
@@ -239,7 +239,7 @@ pub async fn product_by_id(db: &Db, id: i64) -> Result<Option<Product>, DbError>
 /// Other products of the same category, for "You may also like".
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn related(db: &Db, product: &Product, limit: i64) -> Result<Vec<Product>, DbError> {
-    detached(async move {
+    db.call(async move {
         const SQL: &str = select_products!(
             "WHERE category_slug = $1 AND id <> $2 ORDER BY rating DESC, id LIMIT $3"
         );
@@ -256,7 +256,7 @@ pub async fn related(db: &Db, product: &Product, limit: i64) -> Result<Vec<Produ
 /// The products with these ids, in no particular order; unknown ids are simply absent.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "products"))]
 pub async fn products_by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Product>, DbError> {
-    detached(async move {
+    db.call(async move {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

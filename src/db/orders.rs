@@ -10,7 +10,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Db, DbError, detached, violated_constraint, with_reader, with_writer};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Db, DbError, commit_may_have_happened, violated_constraint, with_reader, with_writer};
 
 /// Who the order ships to. Validated by [`crate::checkout`] before it gets here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -115,10 +117,27 @@ struct OrderRow {
     created_at: OffsetDateTime,
 }
 
+/// What the order's transaction did.
+enum Written {
+    Placed(Order),
+    /// Unknown products or not enough stock: rolled back, nothing written.
+    Refused {
+        short: Vec<Shortage>,
+        unknown: Vec<i64>,
+    },
+    /// The idempotency key is taken (a retry, or a race lost to the first request): rolled back.
+    KeyTaken,
+}
+
 /// Takes the stock and writes the order, or explains why not.
+///
+/// Failures keep their meaning to the end: an `Err` means no order was written, except
+/// [`DbError::OutcomeUnknown`], returned when the connection failed or time ran out after COMMIT
+/// was sent (the order may exist; a retry with the same idempotency key finds out). The
+/// connection of a failed transaction is closed, never reused (see [`crate::db`]).
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "INSERT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "INSERT", db.collection.name = "orders"))]
 pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError> {
-    detached(async move {
+    db.call_bounded_by(async move {
         // A retried request is not looked up first: that would cost every order a statement (and
         // on SQLite a second turn at the one writer). Its order insert fails on the unique key
         // instead, which rolls back the stock it took, and the first order is read back below.
@@ -132,111 +151,156 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
         let created_at = now
             .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
             .unwrap_or(now);
+        let deadline = db.statement_timeout();
+        // Once COMMIT is on its way, a lost answer no longer means "not written".
+        let commit_sent = AtomicBool::new(false);
+        let unknown_outcome = |cause: String| DbError::OutcomeUnknown {
+            order_id: order_id.clone(),
+            cause,
+        };
 
-        with_writer!(db, pool => {
-            let mut tx = pool.begin().await?;
-            let mut taken = Vec::with_capacity(lines.len());
-            let mut short = Vec::new();
-            let mut unknown = Vec::new();
-            for line in &lines {
-                let row: Option<(String, i64)> = sqlx::query_as(TAKE_STOCK)
-                    .bind(line.quantity)
-                    .bind(line.product_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match row {
-                    Some((product_name, unit_price_cents)) => taken.push(OrderLine {
-                        product_id: line.product_id,
-                        product_name,
-                        unit_price_cents,
-                        quantity: line.quantity,
-                    }),
-                    None => {
-                        let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
-                            .bind(line.product_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        match current {
-                            Some((name, available)) => short.push(Shortage {
-                                product_id: line.product_id,
-                                name,
-                                requested: line.quantity,
-                                available,
-                            }),
-                            None => unknown.push(line.product_id),
+        let written = with_writer!(db, pool => {
+            let mut conn = pool.acquire().await?;
+            let attempt = tokio::time::timeout(deadline, async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut taken = Vec::with_capacity(lines.len());
+                let mut short = Vec::new();
+                let mut unknown = Vec::new();
+                for line in &lines {
+                    let row: Option<(String, i64)> = sqlx::query_as(TAKE_STOCK)
+                        .bind(line.quantity)
+                        .bind(line.product_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match row {
+                        Some((product_name, unit_price_cents)) => taken.push(OrderLine {
+                            product_id: line.product_id,
+                            product_name,
+                            unit_price_cents,
+                            quantity: line.quantity,
+                        }),
+                        None => {
+                            let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
+                                .bind(line.product_id)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            match current {
+                                Some((name, available)) => short.push(Shortage {
+                                    product_id: line.product_id,
+                                    name,
+                                    requested: line.quantity,
+                                    available,
+                                }),
+                                None => unknown.push(line.product_id),
+                            }
                         }
                     }
                 }
-            }
-            if !unknown.is_empty() || !short.is_empty() {
-                tx.rollback().await?;
-                // A retry of an order placed before the stock ran out still gets that order.
-                if let Some(key) = new.idempotency_key
-                    && let Some(outcome) = replay(db, key, new.fingerprint).await?
-                {
-                    return Ok(outcome);
+                if !unknown.is_empty() || !short.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Written::Refused { short, unknown });
                 }
-                return Ok(if unknown.is_empty() {
-                    PlaceOutcome::OutOfStock(short)
-                } else {
-                    PlaceOutcome::UnknownProducts(unknown)
-                });
-            }
-            let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
-            let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
-            let customer = new.customer;
-            let inserted = sqlx::query(INSERT_ORDER)
-                .bind(&order_id)
-                .bind(new.idempotency_key)
-                .bind(new.fingerprint)
-                .bind(&customer.name)
-                .bind(&customer.email)
-                .bind(&customer.address)
-                .bind(&customer.city)
-                .bind(&customer.postal_code)
-                .bind(&customer.country)
-                .bind(item_count)
-                .bind(total_cents)
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await;
-            match inserted {
-                // Another request with the same key committed first (PostgreSQL blocks on the unique
-                // index until it does). Dropping the transaction rolls back the stock taken here.
-                Err(error)
-                    if violated_constraint(&error).as_deref() == Some("orders_idempotency_key_key") => {}
-                Err(error) => return Err(error.into()),
-                Ok(_) => {
-                    for line in &taken {
-                        sqlx::query(INSERT_LINE)
-                            .bind(&order_id)
-                            .bind(line.product_id)
-                            .bind(&line.product_name)
-                            .bind(line.unit_price_cents)
-                            .bind(line.quantity)
-                            .execute(&mut *tx)
-                            .await?;
+                let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
+                let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
+                let customer = new.customer;
+                let inserted = sqlx::query(INSERT_ORDER)
+                    .bind(&order_id)
+                    .bind(new.idempotency_key)
+                    .bind(new.fingerprint)
+                    .bind(&customer.name)
+                    .bind(&customer.email)
+                    .bind(&customer.address)
+                    .bind(&customer.city)
+                    .bind(&customer.postal_code)
+                    .bind(&customer.country)
+                    .bind(item_count)
+                    .bind(total_cents)
+                    .bind(created_at)
+                    .execute(&mut *tx)
+                    .await;
+                match inserted {
+                    // Another request with the same key committed first (PostgreSQL blocks on the
+                    // unique index until it does). Dropping the transaction rolls back the stock
+                    // taken here.
+                    Err(error)
+                        if violated_constraint(&error).as_deref() == Some("orders_idempotency_key_key") =>
+                    {
+                        return Ok(Written::KeyTaken);
                     }
-                    tx.commit().await?;
-                    return Ok(PlaceOutcome::Placed(Order {
-                        id: order_id,
-                        customer: customer.clone(),
-                        lines: taken,
-                        item_count,
-                        total_cents,
-                        created_at,
-                    }));
+                    Err(error) => return Err(error.into()),
+                    Ok(_) => {}
                 }
+                for line in &taken {
+                    sqlx::query(INSERT_LINE)
+                        .bind(&order_id)
+                        .bind(line.product_id)
+                        .bind(&line.product_name)
+                        .bind(line.unit_price_cents)
+                        .bind(line.quantity)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // A deleted database file still takes commits, into nowhere.
+                db.check_file()?;
+                commit_sent.store(true, Ordering::Release);
+                if let Err(error) = tx.commit().await {
+                    return Err(if commit_may_have_happened(db.engine(), &error) {
+                        unknown_outcome(error.to_string())
+                    } else {
+                        error.into()
+                    });
+                }
+                Ok(Written::Placed(Order {
+                    id: order_id.clone(),
+                    customer: customer.clone(),
+                    lines: taken,
+                    item_count,
+                    total_cents,
+                    created_at,
+                }))
+            })
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(if commit_sent.load(Ordering::Acquire) {
+                    unknown_outcome(format!("no answer to COMMIT within {deadline:?}"))
+                } else {
+                    DbError::TimedOut(deadline)
+                })
+            });
+            if attempt.is_err() && db.discard_failed_connections() {
+                conn.close_on_drop();
             }
+            attempt?
         });
-        // Only a used idempotency key gets here: a retry, or a lost race with the first request.
-        let key = new.idempotency_key.unwrap_or_default();
-        match replay(db, key, new.fingerprint).await? {
-            Some(outcome) => Ok(outcome),
-            // The conflicting order vanished between the two statements: orders are never deleted,
-            // so this is a broken invariant, not a user error.
-            None => Err(DbError::Other(sqlx::Error::RowNotFound)),
+        let (short, unknown) = match written {
+            Written::Placed(order) => {
+                db.committed();
+                return Ok(PlaceOutcome::Placed(order));
+            }
+            Written::Refused { short, unknown } => (short, unknown),
+            Written::KeyTaken => {
+                // Only a used idempotency key gets here: a retry, or a lost race with the first
+                // request.
+                let key = new.idempotency_key.unwrap_or_default();
+                return match replay(db, key, new.fingerprint).await? {
+                    Some(outcome) => Ok(outcome),
+                    // The conflicting order vanished between the two statements: orders are
+                    // never deleted, so this is a broken invariant, not a user error.
+                    None => Err(DbError::Other(sqlx::Error::RowNotFound)),
+                };
+            }
+        };
+        // A retry of an order placed before the stock ran out still gets that order.
+        if let Some(key) = new.idempotency_key
+            && let Some(outcome) = replay(db, key, new.fingerprint).await?
+        {
+            return Ok(outcome);
         }
+        Ok(if unknown.is_empty() {
+            PlaceOutcome::OutOfStock(short)
+        } else {
+            PlaceOutcome::UnknownProducts(unknown)
+        })
     })
     .await
 }
@@ -244,7 +308,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
 /// The earlier outcome for an idempotency key, if the key was used before.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "orders"))]
 async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<PlaceOutcome>, DbError> {
-    detached(async move {
+    db.call(async move {
         let existing: Option<(String, String)> = with_writer!(db, pool => {
             // Read through the writer: on SQLite that sees the latest commit without waiting for
             // reader snapshots, and on PostgreSQL it is the same pool.
@@ -267,7 +331,7 @@ async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<PlaceOut
 /// One order with its lines.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "orders"))]
 pub async fn order(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
-    detached(async move {
+    db.call(async move {
         with_reader!(db, pool => {
             let Some(row): Option<OrderRow> =
                 sqlx::query_as(SELECT_ORDER).bind(id).fetch_optional(pool).await?

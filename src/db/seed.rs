@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{Db, DbError, detached, with_writer};
+use super::{Db, DbError, with_writer};
 
 /// The catalog file, embedded at compile time.
 const CATALOG_JSON: &str = include_str!("../../seed/catalog.json");
@@ -59,7 +59,7 @@ pub struct SeedReport {
 /// Inserts the categories and products that are not in the database yet.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "INSERT products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "INSERT", db.collection.name = "products"))]
 pub async fn seed(db: &Db) -> Result<SeedReport, DbError> {
-    detached(async move {
+    db.call(async move {
         const INSERT_CATEGORY: &str = "INSERT INTO categories (slug, name, tagline, position) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (slug) DO NOTHING";
         const INSERT_PRODUCT: &str = "INSERT INTO products (slug, category_slug, name, description, \
@@ -127,7 +127,7 @@ pub async fn seed(db: &Db) -> Result<SeedReport, DbError> {
 /// Puts every product's stock back to its seeded level. Orders already placed are kept.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "UPDATE products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "UPDATE", db.collection.name = "products"))]
 pub async fn restock(db: &Db) -> Result<u64, DbError> {
-    detached(async move {
+    db.call(async move {
         with_writer!(db, pool => Ok(sqlx::query("UPDATE products SET stock = seed_stock")
             .execute(pool)
             .await?
@@ -141,7 +141,7 @@ pub async fn restock(db: &Db) -> Result<u64, DbError> {
 /// seeded levels; like [`restock`], it invalidates what [`super::orders::audit`] compares.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "UPDATE products", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "UPDATE", db.collection.name = "products"))]
 pub async fn restock_to(db: &Db, units: i64) -> Result<u64, DbError> {
-    detached(async move {
+    db.call(async move {
         with_writer!(db, pool => Ok(sqlx::query("UPDATE products SET stock = $1")
             .bind(units)
             .execute(pool)

@@ -9,6 +9,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod docs;
+mod faults;
 mod hostile;
 mod load;
 mod loadgen;

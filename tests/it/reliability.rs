@@ -378,7 +378,7 @@ async fn postgres_connects_over_verified_tls() {
     let db = doorbuster::db::Db::connect(&crate::support::options(&url))
         .await
         .expect("a verified TLS connection");
-    let doorbuster::db::Db::Postgres(pool) = &db else {
+    let Some(pool) = db.postgres_pool() else {
         panic!("a postgres:// URL opens PostgreSQL")
     };
     let encrypted: bool =

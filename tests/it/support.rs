@@ -105,6 +105,11 @@ impl TestApp {
         Self::build(db, WebConfig::default(), None, Some(database))
     }
 
+    /// An app on a database the test opened itself (e.g. on a filesystem it staged).
+    pub fn from_db(db: Db, config: WebConfig) -> TestApp {
+        Self::build(db, config, None, None)
+    }
+
     fn build(
         db: Db,
         config: WebConfig,
@@ -235,9 +240,9 @@ impl TestApp {
 
 pub fn options(url: &str) -> DbOptions {
     DbOptions {
-        url: url.to_owned(),
         max_connections: 8,
         acquire_timeout: Duration::from_secs(5),
+        ..DbOptions::new(url)
     }
 }
 
