@@ -438,8 +438,12 @@ impl Db {
             let file = SqliteFile::open(&path, options.sqlite_wal_max).map_err(|error| {
                 DbError::FileGone(format!("cannot read {}: {error}", path.display()))
             })?;
-            // The WAL is also cut back to this size whenever SQLite restarts it.
-            let connect = connect.pragma("journal_size_limit", file.wal_truncate_at.to_string());
+            // The WAL is also cut back to this size whenever SQLite restarts it (-1: never).
+            let size_limit = match file.wal_truncate_at {
+                0 => "-1".to_owned(),
+                bytes => bytes.to_string(),
+            };
+            let connect = connect.pragma("journal_size_limit", size_limit);
             // One after the other: opened at once, the second can find the file locked while the
             // first sets it up (WAL), before any busy timeout applies.
             let writer = SqlitePoolOptions::new()

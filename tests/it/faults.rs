@@ -392,3 +392,97 @@ async fn a_deleted_database_file_never_accepts_an_order() {
     assert!(ready.text().contains("gone"), "{}", ready.text());
     assert!(!db_path.exists(), "no empty database was made in its place");
 }
+
+/// A checkout surge with shoppers browsing alongside keeps the SQLite WAL under its bound (the
+/// readers stop the passive checkpoint from ever restarting it: a 15 s surge grew it to 1.3 GB,
+/// past the pod's volume). The bound here is 4 MiB so that a short surge would cross it many
+/// times over; the default is 64 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_surge_keeps_the_wal_bounded() {
+    const WAL_MAX: u64 = 4 * 1024 * 1024;
+    const ORDERS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("shop.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let db = Db::connect(&DbOptions {
+        sqlite_wal_max: WAL_MAX,
+        ..options(&url)
+    })
+    .await
+    .unwrap();
+    doorbuster::server::prepare(&db).await.unwrap();
+    doorbuster::db::seed::restock_to(&db, 1_000_000)
+        .await
+        .unwrap();
+    let app = TestApp::from_db(db, WebConfig::default());
+    let products: Vec<i64> = app
+        .products()
+        .await
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+
+    let wal = dir.path().join("shop.db-wal");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (wal, done) = (wal.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut shoppers = Vec::new();
+    for _ in 0..32 {
+        let (router, next, products) = (app.router.clone(), next.clone(), products.clone());
+        shoppers.push(tokio::spawn(async move {
+            use tower::ServiceExt as _;
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= ORDERS {
+                    return;
+                }
+                let body = checkout_body(&[(products[n % products.len()], 1)]);
+                let request = axum::http::Request::post("/api/checkout")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap();
+                let status = router.clone().oneshot(request).await.unwrap().status();
+                assert_eq!(status, StatusCode::CREATED);
+            }
+        }));
+    }
+    let browsing = done.clone();
+    let mut browsers = Vec::new();
+    for _ in 0..2 {
+        let (router, done) = (app.router.clone(), browsing.clone());
+        browsers.push(tokio::spawn(async move {
+            use tower::ServiceExt as _;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let request = axum::http::Request::get("/api/products?per_page=12")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let status = router.clone().oneshot(request).await.unwrap().status();
+                assert_eq!(status, StatusCode::OK);
+            }
+        }));
+    }
+    for shopper in shoppers {
+        shopper.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for browser in browsers {
+        browser.await.unwrap();
+    }
+    let peak = sampler.join().unwrap();
+    assert_eq!(app.order_count().await, ORDERS as i64);
+    assert!(
+        peak <= WAL_MAX,
+        "the WAL reached {peak} bytes, over its bound of {WAL_MAX}"
+    );
+    eprintln!("WAL peak {peak} bytes for {ORDERS} orders (bound {WAL_MAX})");
+}
