@@ -486,3 +486,307 @@ async fn a_checkout_surge_keeps_the_wal_bounded() {
     );
     eprintln!("WAL peak {peak} bytes for {ORDERS} orders (bound {WAL_MAX})");
 }
+
+/// A TCP proxy in front of PostgreSQL that, while holding, stops each connection at its COMMIT:
+/// the COMMIT waits in the proxy (as in a partition or a server that froze just then) until
+/// released, and then reaches the server, which commits.
+struct CommitHoldingProxy {
+    addr: std::net::SocketAddr,
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl CommitHoldingProxy {
+    async fn start(upstream: String) -> CommitHoldingProxy {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hold, _) = tokio::sync::watch::channel(false);
+        let holds = hold.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                });
+                let mut hold = holds.subscribe();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(read) = from_client.read(&mut buffer).await else {
+                            return;
+                        };
+                        let chunk = &buffer[..read];
+                        if *hold.borrow() && chunk.windows(6).any(|w| w == b"COMMIT") {
+                            let _ = hold.wait_for(|holding| !*holding).await;
+                        }
+                        if read == 0 || to_server.write_all(chunk).await.is_err() {
+                            let _ = to_server.shutdown().await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CommitHoldingProxy { addr, hold }
+    }
+
+    fn hold(&self, holding: bool) {
+        self.hold.send_replace(holding);
+    }
+}
+
+/// The connection is lost after COMMIT was sent (the answer never comes back in time): the
+/// checkout is answered 503 with the `outcome-unknown` problem naming the order, within the
+/// statement timeout, never a plain 503 that reads as "nothing happened". The order did commit;
+/// retrying with the same Idempotency-Key returns it instead of placing a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_reported_as_unknown_and_a_retry_finds_it() {
+    let mut proxy = None;
+    let app = TestApp::postgres_through(
+        |host_port| {
+            let host_port = host_port.to_owned();
+            async move {
+                let started = CommitHoldingProxy::start(host_port).await;
+                let addr = started.addr.to_string();
+                (started, addr)
+            }
+        },
+        &mut proxy,
+    )
+    .await;
+    let proxy = proxy.expect("the proxy was started");
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 50)
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let before = app.order_count().await;
+
+    proxy.hold(true);
+    let started = Instant::now();
+    let response = api_checkout(&app, product, "lost-commit-1").await;
+    let waited = started.elapsed();
+    let problem = assert_unavailable(&response);
+    assert_eq!(
+        problem["type"], "urn:doorbuster:problem:outcome-unknown",
+        "{problem}"
+    );
+    assert!(
+        waited < Duration::from_secs(6),
+        "bounded by the statement timeout (2 s here), not the request timeout: {waited:?}"
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    let order_id = detail
+        .split_whitespace()
+        .find(|word| orders::is_order_id(word))
+        .unwrap_or_else(|| panic!("the detail names the order: {detail}"))
+        .to_owned();
+
+    // The held COMMIT reaches the server: the order exists after all.
+    proxy.hold(false);
+    eventually(
+        Duration::from_secs(10),
+        "the held commit lands",
+        async || app.get(&format!("/api/orders/{order_id}")).await.status == StatusCode::OK,
+    )
+    .await;
+    let retried = api_checkout(&app, product, "lost-commit-1").await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+    assert_eq!(
+        retried.json()["id"],
+        order_id.as_str(),
+        "the retry finds that order"
+    );
+    assert_eq!(retried.header("idempotent-replayed"), "true");
+    assert_eq!(app.order_count().await, before + 1, "one order, not two");
+    assert_eq!(
+        orders::audit(&app.state.db).await.unwrap(),
+        orders::Audit::default()
+    );
+}
+
+/// Stops (SIGSTOP) or resumes (SIGCONT) the PostgreSQL server processes serving `database`,
+/// resuming them on drop whatever happens.
+struct FrozenBackends(Vec<String>);
+
+impl FrozenBackends {
+    async fn freeze(database: &str) -> FrozenBackends {
+        let admin_url = std::env::var("DOORBUSTER_TEST_POSTGRES_URL").unwrap();
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .unwrap();
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(database)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert!(!pids.is_empty(), "the shop has connections to freeze");
+        let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
+        let status = Command::new("kill")
+            .arg("-STOP")
+            .args(&pids)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "freezing PostgreSQL's processes needs a local server run by this user or root \
+             (scripts/test starts one)"
+        );
+        FrozenBackends(pids)
+    }
+}
+
+impl Drop for FrozenBackends {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").args(&self.0).status();
+    }
+}
+
+/// PostgreSQL frozen mid-surge (its processes stopped, as a stalled VM or storage would): every
+/// checkout is answered within the statement timeout instead of hanging, as 201, a plain 503
+/// (nothing was written: no order exists under that key) or the `outcome-unknown` 503; after the
+/// thaw, retrying every unanswered checkout with its key leaves exactly one order per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_postgres_fails_fast_and_a_503_never_hides_an_order() {
+    let app = TestApp::postgres_with_options(WebConfig::default(), |options| DbOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(1),
+        ..options
+    })
+    .await;
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 50)
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    doorbuster::db::seed::restock_to(&app.state.db, 1_000_000)
+        .await
+        .unwrap();
+    let pool = app.state.db.postgres_pool().unwrap().clone();
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Fill the pool, so every connection the shop holds is one that freezes.
+    let warm: Vec<_> = (0..8)
+        .map(|n| {
+            let router = app.router.clone();
+            tokio::spawn(post_checkout(router, product, format!("warm-{n}")))
+        })
+        .collect();
+    for task in warm {
+        assert_eq!(task.await.unwrap().0, StatusCode::CREATED);
+    }
+
+    // Twelve shoppers checking out back to back; the freeze lands while some are mid-transaction.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shoppers: Vec<_> = (0..12)
+        .map(|shopper| {
+            let (router, stop) = (app.router.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("frozen-{shopper}-{n}");
+                    let started = Instant::now();
+                    let (status, body) = post_checkout(router.clone(), product, key.clone()).await;
+                    answers.push((key, status, body, started.elapsed()));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let frozen = FrozenBackends::freeze(&database).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Frozen for 6 s in all: longer than any answer may take.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    drop(frozen);
+    let mut answers = Vec::new();
+    for shopper in shoppers {
+        answers.extend(shopper.await.unwrap());
+    }
+    for (key, status, body, waited) in &answers {
+        assert!(
+            *waited < Duration::from_secs(5),
+            "{key} waited {waited:?}: the statement timeout bounds it"
+        );
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::SERVICE_UNAVAILABLE,
+            "{key}: {status} {body}"
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|(_, status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE),
+        "the freeze was felt"
+    );
+
+    eventually(Duration::from_secs(15), "readiness returns", async || {
+        app.get("/readyz").await.status == StatusCode::OK
+    })
+    .await;
+    for (key, status, body, _) in &answers {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT id FROM orders WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        let problem: Value = serde_json::from_str(body).unwrap_or_default();
+        match (*status, problem["type"].as_str()) {
+            (StatusCode::CREATED, _) => assert!(stored.is_some(), "{key}: a 201 is kept"),
+            (_, Some("urn:doorbuster:problem:outcome-unknown")) => {}
+            _ => assert!(
+                stored.is_none(),
+                "{key} was answered as not placed ({body}) but order {stored:?} exists"
+            ),
+        }
+        let (retried, retried_body) = post_checkout(app.router.clone(), product, key.clone()).await;
+        assert_eq!(retried, StatusCode::CREATED, "{key}: {retried_body}");
+    }
+    let keyed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE idempotency_key LIKE 'frozen-%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(keyed, answers.len() as i64, "exactly one order per key");
+    // (The stock half of the audit is void after `restock_to`.)
+    assert_eq!(
+        orders::audit(&app.state.db)
+            .await
+            .unwrap()
+            .orders_without_lines,
+        0
+    );
+}
+
+/// One API checkout of `product` with idempotency key `key`, through the router.
+async fn post_checkout(router: axum::Router, product: i64, key: String) -> (StatusCode, String) {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::post("/api/checkout")
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(
+            checkout_body(&[(product, 1)]).to_string(),
+        ))
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

@@ -70,8 +70,16 @@ impl TestApp {
     }
 
     pub async fn postgres_with(config: WebConfig) -> TestApp {
+        Self::postgres_with_options(config, |options| options).await
+    }
+
+    /// A PostgreSQL app whose database options `tweak` adjusts (timeouts, pool size).
+    pub async fn postgres_with_options(
+        config: WebConfig,
+        tweak: impl FnOnce(DbOptions) -> DbOptions,
+    ) -> TestApp {
         let database = PostgresDatabase::create().await;
-        let db = Db::connect(&options(&database.url))
+        let db = Db::connect(&tweak(options(&database.url)))
             .await
             .expect("open PostgreSQL test database");
         Self::build(db, config, None, Some(database))
@@ -79,7 +87,7 @@ impl TestApp {
 
     /// A PostgreSQL app whose connections go through `proxy` (given the server's `host:port`, it
     /// returns its own handle, kept in `holder`, and the `host:port` to connect to instead).
-    /// Connections wait at most a second, so a cut shows up as 503s quickly.
+    /// Connections wait at most a second and statements two, so a cut shows up as 503s quickly.
     pub async fn postgres_through<P, F, Fut>(proxy: F, holder: &mut Option<P>) -> TestApp
     where
         F: FnOnce(&str) -> Fut,
@@ -94,9 +102,14 @@ impl TestApp {
             .expect("host:port");
         let (handle, proxied) = proxy(host_port).await;
         *holder = Some(handle);
-        let url = database.url.replacen(host_port, &proxied, 1);
+        // In clear text, so a proxy can see what passes (the server would offer TLS).
+        let url = format!(
+            "{}?sslmode=disable",
+            database.url.replacen(host_port, &proxied, 1)
+        );
         let options = DbOptions {
             acquire_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(2),
             ..options(&url)
         };
         let db = Db::connect(&options)
