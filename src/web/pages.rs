@@ -747,6 +747,11 @@ pub async fn checkout_form(
 
 /// `POST /checkout`: place the order and go to its confirmation, or show the form again with
 /// each problem next to its field.
+///
+/// The order is always placed under the form's key, as the API's `Idempotency-Key`: a form sent
+/// twice (a double click, a retry after a timeout) finds the first order and goes to its
+/// confirmation. A post without a usable key places nothing: an unkeyed order could not be
+/// recognised when the same form came again, which is how a double submit made two orders.
 pub async fn checkout_submit(
     State(state): State<AppState>,
     CartCookie(mut cart): CartCookie,
@@ -756,6 +761,18 @@ pub async fn checkout_submit(
     if rows.is_empty() {
         return Ok(Redirect::to("/cart").into_response());
     }
+    let Ok(key) = checkout::validate_idempotency_key(&form.idempotency_key) else {
+        let alert = "Nothing was ordered: this form had lost its order key (an old or altered \
+                     copy of the page). Check your details and place the order again."
+            .to_owned();
+        let again = CheckoutAgain {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: Vec::new(),
+            alerts: vec![alert],
+            key: new_form_key(),
+        };
+        return again.render(&state, &cart, rows, subtotal, &form).await;
+    };
     let request = CheckoutRequest {
         items: cart
             .lines()
@@ -767,24 +784,29 @@ pub async fn checkout_submit(
             .collect(),
         customer: form.customer(),
     };
-    let key = checkout::validate_idempotency_key(&form.idempotency_key).ok();
-    let outcome = checkout::checkout(&state.db, &request, key).await;
+    let outcome = checkout::checkout(&state.db, &request, Some(key)).await;
     state.record_checkout(&outcome);
-    let (status, errors, alerts) = match outcome {
+    // A key whose order was refused is still unused, so the corrected form keeps it; a key that
+    // already placed another order would only be refused again, so that form gets a new one.
+    let again = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);
             return Ok((cart_cookie(&Cart::default()), Redirect::to(&to)).into_response());
         }
-        Err(CheckoutError::Invalid(errors)) => {
-            let alerts = errors
+        Err(CheckoutError::Invalid(errors)) => CheckoutAgain {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            alerts: errors
                 .iter()
                 .filter(|e| !e.field.starts_with("customer."))
                 .map(|e| e.message.clone())
-                .collect();
-            (StatusCode::UNPROCESSABLE_ENTITY, errors, alerts)
-        }
-        Err(CheckoutError::OutOfStock(shortages)) => {
-            let alerts = shortages
+                .collect(),
+            errors,
+            key: key.to_owned(),
+        },
+        Err(CheckoutError::OutOfStock(shortages)) => CheckoutAgain {
+            status: StatusCode::CONFLICT,
+            errors: Vec::new(),
+            alerts: shortages
                 .iter()
                 .map(|s| match s.available {
                     0 => format!(
@@ -796,35 +818,54 @@ pub async fn checkout_submit(
                         s.name
                     ),
                 })
-                .collect();
-            (StatusCode::CONFLICT, Vec::new(), alerts)
-        }
-        Err(CheckoutError::KeyReused) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Vec::new(),
-            vec![
+                .collect(),
+            key: key.to_owned(),
+        },
+        Err(CheckoutError::KeyReused) => CheckoutAgain {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: Vec::new(),
+            alerts: vec![
                 "Your cart changed since this form was opened. Check it and place the order again."
                     .to_owned(),
             ],
-        ),
+            key: new_form_key(),
+        },
         Err(error) => return Err(AppError::from(error).into()),
     };
-    let layout = Layout::load(&state, "Checkout · Doorbuster", &cart, None).await?;
-    let page = CheckoutTemplate {
-        layout,
-        savings: savings(&rows),
-        rows,
-        subtotal,
-        fields: form_fields(&form.customer(), &errors),
-        // A key whose order was refused is still unused, so the corrected form may reuse it.
-        idempotency_key: if key.is_some() {
-            form.idempotency_key.clone()
-        } else {
-            new_form_key()
-        },
-        alerts,
-    };
-    Ok(no_store(Page(status, page)).into_response())
+    again.render(&state, &cart, rows, subtotal, &form).await
+}
+
+/// The checkout form shown again after a submit that placed no order: what went wrong, and the
+/// key the next submit carries.
+struct CheckoutAgain {
+    status: StatusCode,
+    errors: Vec<FieldError>,
+    /// Problems that belong to no single field.
+    alerts: Vec<String>,
+    key: String,
+}
+
+impl CheckoutAgain {
+    async fn render(
+        self,
+        state: &AppState,
+        cart: &Cart,
+        rows: Vec<CartRow>,
+        subtotal: Money,
+        form: &CheckoutForm,
+    ) -> Result<Response, PageError> {
+        let layout = Layout::load(state, "Checkout · Doorbuster", cart, None).await?;
+        let page = CheckoutTemplate {
+            layout,
+            savings: savings(&rows),
+            rows,
+            subtotal,
+            fields: form_fields(&form.customer(), &self.errors),
+            idempotency_key: self.key,
+            alerts: self.alerts,
+        };
+        Ok(no_store(Page(self.status, page)).into_response())
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod docs;
+mod forms;
 mod hostile;
 mod load;
 mod loadgen;
