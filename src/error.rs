@@ -23,6 +23,9 @@ pub enum AppError {
     /// 400: the request is malformed (bad JSON syntax, bad query string, bad header).
     #[error("{detail}")]
     BadRequest { detail: String },
+    /// 403: a form post another site made the browser send (see [`crate::web::origin`]).
+    #[error("{detail}")]
+    Forbidden { detail: String },
     /// 415: the body is not JSON.
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
@@ -72,6 +75,7 @@ impl AppError {
         match self {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Invalid { .. } | AppError::IdempotencyKeyReused => {
@@ -88,6 +92,7 @@ impl AppError {
         match self {
             AppError::NotFound { .. } => "not-found",
             AppError::BadRequest { .. } => "bad-request",
+            AppError::Forbidden { .. } => "forbidden",
             AppError::UnsupportedMediaType { .. } => "unsupported-media-type",
             AppError::PayloadTooLarge { .. } => "payload-too-large",
             AppError::Invalid { .. } => "invalid-request",
@@ -103,6 +108,7 @@ impl AppError {
         match self {
             AppError::NotFound { detail }
             | AppError::BadRequest { detail }
+            | AppError::Forbidden { detail }
             | AppError::UnsupportedMediaType { detail }
             | AppError::PayloadTooLarge { detail } => detail.clone(),
             AppError::Invalid { errors } => {

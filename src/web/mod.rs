@@ -16,6 +16,7 @@ pub mod compress;
 pub mod control;
 pub mod extract;
 pub mod observe;
+pub mod origin;
 pub mod page_cache;
 pub mod pages;
 

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::assets;
 use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
+use super::origin::SameOrigin;
 use super::page_cache::{CachedPage, PageKey};
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
@@ -206,6 +207,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     let heading = match status {
         StatusCode::NOT_FOUND => "We couldn't find that page".to_owned(),
         StatusCode::CONFLICT => "Not enough stock".to_owned(),
+        StatusCode::FORBIDDEN => "That form didn't come from the shop".to_owned(),
         s if s.is_server_error() => "The shop is having a moment".to_owned(),
         s => s
             .canonical_reason()
@@ -560,6 +562,7 @@ fn parse_quantity(raw: Option<&str>, default: i64) -> Result<i64, AppError> {
 
 /// `POST /cart/add`: add a product, then show the cart.
 pub async fn cart_add(
+    _: SameOrigin,
     State(state): State<AppState>,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CartForm>,
@@ -596,6 +599,7 @@ pub async fn cart_add(
 
 /// `POST /cart/update`: set a line's quantity (0 removes it), then show the cart.
 pub async fn cart_update(
+    _: SameOrigin,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CartForm>,
 ) -> Result<Response, PageError> {
@@ -753,6 +757,7 @@ pub async fn checkout_form(
 /// confirmation. A post without a usable key places nothing: an unkeyed order could not be
 /// recognised when the same form came again, which is how a double submit made two orders.
 pub async fn checkout_submit(
+    _: SameOrigin,
     State(state): State<AppState>,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CheckoutForm>,

@@ -125,3 +125,232 @@ db_tests! {
         assert_eq!(app.order_count().await, 2);
     }
 }
+
+/// The headers a browser sends with a form post, by where the page that sent it was.
+const FROM_THE_SHOP: &[(&str, &str)] = &[
+    ("host", "shop.test"),
+    ("origin", "http://shop.test"),
+    ("sec-fetch-site", "same-origin"),
+];
+const FROM_ANOTHER_SITE: &[(&str, &str)] = &[
+    ("host", "shop.test"),
+    ("origin", "https://evil.test"),
+    ("sec-fetch-site", "cross-site"),
+];
+const FROM_A_SIBLING_SUBDOMAIN: &[(&str, &str)] = &[
+    ("host", "shop.test"),
+    ("origin", "http://blog.shop.test"),
+    ("sec-fetch-site", "same-site"),
+];
+/// An old browser: `Origin` only.
+const OLD_BROWSER_ELSEWHERE: &[(&str, &str)] =
+    &[("host", "shop.test"), ("origin", "https://evil.test")];
+
+/// A form post another site makes the browser send, to any of the three forms, is refused with a
+/// 403 page that says what happened; the cart cookie is not touched and nothing is ordered.
+#[tokio::test]
+async fn cross_site_form_posts_are_refused_and_change_nothing() {
+    let app = TestApp::sqlite().await;
+    let cookie = cart_with_a_product(&app).await;
+    let id = cookie
+        .trim_start_matches("cart=")
+        .split('x')
+        .next()
+        .unwrap()
+        .to_owned();
+    let key = form_key(&app.get_with_cookie("/checkout", &cookie).await.text());
+    let forms: [(&str, Vec<(&str, &str)>); 3] = [
+        ("/cart/add", vec![("product_id", &id), ("quantity", "9")]),
+        ("/cart/update", vec![("product_id", &id), ("quantity", "0")]),
+        ("/checkout", checkout_fields(Some(&key))),
+    ];
+    for headers in [
+        FROM_ANOTHER_SITE,
+        FROM_A_SIBLING_SUBDOMAIN,
+        OLD_BROWSER_ELSEWHERE,
+        &[("host", "shop.test"), ("origin", "null")],
+    ] {
+        for (path, fields) in &forms {
+            let response = app.post_form_with(path, fields, &cookie, headers).await;
+            assert_eq!(response.status, StatusCode::FORBIDDEN, "{path} {headers:?}");
+            assert!(response.header("content-type").starts_with("text/html"));
+            let html = response.text();
+            assert!(
+                html.contains("sent from another website")
+                    && html.contains("nothing was added, changed or ordered"),
+                "says what happened: {html}"
+            );
+            assert!(
+                html.contains("use its own buttons"),
+                "says what to do: {html}"
+            );
+            assert!(
+                response.headers.get("set-cookie").is_none(),
+                "{path}: the cart is not touched"
+            );
+            assert!(response.headers.get("location").is_none());
+        }
+    }
+    assert_eq!(app.order_count().await, 0);
+    let cart = app.get_with_cookie("/cart", &cookie).await;
+    assert_eq!(cart.cart_cookie(), cookie, "the cart is as it was");
+}
+
+/// Posts from the shop's own pages pass, as do posts with no browser headers at all (curl, the
+/// load generator); an old browser's `Origin` must name the shop, port and all.
+#[tokio::test]
+async fn same_origin_and_headerless_form_posts_are_accepted() {
+    let app = TestApp::sqlite().await;
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await;
+    let id = product["id"].to_string();
+    let add = [("product_id", id.as_str()), ("quantity", "1")];
+    let cases: [(&[(&str, &str)], bool); 8] = [
+        (FROM_THE_SHOP, true),
+        (&[], true),
+        (&[("sec-fetch-site", "none")], true),
+        (
+            &[("host", "shop.test"), ("origin", "http://shop.test")],
+            true,
+        ),
+        (
+            &[
+                ("host", "shop.test:8080"),
+                ("origin", "http://shop.test:8080"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("host", "shop.test:8080"),
+                ("origin", "http://shop.test:9090"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("host", "shop.test"),
+                ("origin", "http://shop.test.evil.test"),
+            ],
+            false,
+        ),
+        (OLD_BROWSER_ELSEWHERE, false),
+    ];
+    for (headers, accepted) in cases {
+        let response = app.post_form_with("/cart/add", &add, "", headers).await;
+        let expected = if accepted {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(response.status, expected, "{headers:?}");
+    }
+    // The whole journey from the shop's own pages, as Chromium sends it.
+    let cookie = app
+        .post_form_with("/cart/add", &add, "", FROM_THE_SHOP)
+        .await
+        .cart_cookie();
+    let cookie = app
+        .post_form_with(
+            "/cart/update",
+            &[("product_id", &id), ("quantity", "2")],
+            &cookie,
+            FROM_THE_SHOP,
+        )
+        .await
+        .cart_cookie();
+    let key = form_key(&app.get_with_cookie("/checkout", &cookie).await.text());
+    confirmation(
+        &app.post_form_with(
+            "/checkout",
+            &checkout_fields(Some(&key)),
+            &cookie,
+            FROM_THE_SHOP,
+        )
+        .await,
+    );
+}
+
+/// Behind a load balancer that ends TLS, the shop's origin is the host and scheme the browser
+/// used, as the proxy forwards them: that origin passes, the internal name and plain HTTP do not.
+#[tokio::test]
+async fn origin_must_match_the_shop_behind_a_proxy() {
+    let app = TestApp::sqlite().await;
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await;
+    let id = product["id"].to_string();
+    let add = [("product_id", id.as_str())];
+    let proxied = |origin| {
+        [
+            ("host", "10.244.1.17:8080"),
+            ("x-forwarded-host", "shop.example"),
+            ("x-forwarded-proto", "https"),
+            ("origin", origin),
+        ]
+    };
+    let cases = [
+        (proxied("https://shop.example"), true),
+        (proxied("https://shop.example:443"), true),
+        (proxied("http://shop.example"), false),
+        (proxied("http://10.244.1.17:8080"), false),
+        (proxied("https://evil.example"), false),
+    ];
+    for (headers, accepted) in cases {
+        let response = app.post_form_with("/cart/add", &add, "", &headers).await;
+        let expected = if accepted {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(response.status, expected, "{headers:?}");
+    }
+    // An ingress that passes Host through and only says the scheme.
+    let passed_through = [
+        ("host", "shop.example"),
+        ("x-forwarded-proto", "https"),
+        ("origin", "https://shop.example"),
+    ];
+    assert_eq!(
+        app.post_form_with("/cart/add", &add, "", &passed_through)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+/// What a cross-site page can send to the JSON API without a preflight (a form's content types)
+/// is refused, and the shop answers no CORS preflight: the API needs no origin check of its own.
+#[tokio::test]
+async fn the_json_api_refuses_what_a_cross_site_form_can_send() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let app = TestApp::sqlite().await;
+    let body = crate::support::checkout_body(&[(1, 1)]).to_string();
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let request = Request::post("/api/checkout")
+            .header("content-type", content_type)
+            .header("origin", "https://evil.test")
+            .header("sec-fetch-site", "cross-site")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        app.request(request)
+            .await
+            .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let preflight = Request::options("/api/checkout")
+        .header("origin", "https://evil.test")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Body::empty())
+        .unwrap();
+    let answer = app.request(preflight).await;
+    assert!(!answer.status.is_success(), "{}", answer.status);
+    assert!(answer.headers.get("access-control-allow-origin").is_none());
+    assert_eq!(app.order_count().await, 0);
+}
