@@ -168,13 +168,17 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// How long a cart survives without a visit.
 const CART_MAX_AGE: time::Duration = time::Duration::days(7);
 
-/// A `Set-Cookie` that stores `cart` (or deletes the cookie when the cart is empty).
-pub fn cart_cookie(cart: &Cart) -> CookieJar {
+/// A `Set-Cookie` that stores `cart` (or deletes the cookie when the cart is empty). `secure`
+/// (the shopper is on HTTPS, see [`super::origin::OverHttps`]) keeps the browser from ever
+/// sending it over plain HTTP; a shop served over plain HTTP (`localhost`) must leave it off, or
+/// the browser would drop the cookie.
+pub fn cart_cookie(cart: &Cart, secure: bool) -> CookieJar {
     let jar = CookieJar::new();
     let value = cart.to_cookie();
     let mut cookie = Cookie::build((cart::COOKIE_NAME, value))
         .path("/")
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Lax)
         .max_age(CART_MAX_AGE)
         .build();

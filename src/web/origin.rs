@@ -1,4 +1,5 @@
-//! Where a request came from, asked of the headers that browsers and load balancers set.
+//! Where a request came from, and over what: two questions the shop's forms ask of headers that
+//! browsers and load balancers set.
 //!
 //! [`SameOrigin`] is taken by every handler of a form post that changes something (`/cart/add`,
 //! `/cart/update`, `POST /checkout`): it refuses, with a 403 page, a post that another site made
@@ -12,10 +13,12 @@
 //! API needs no such check: it takes only `Content-Type: application/json`, which a cross-site
 //! page cannot send without a CORS preflight, and the shop answers none.
 //!
-//! Proxies in front of the shop (a load balancer or ingress ending TLS) name the host the browser
-//! asked for in `X-Forwarded-Host` (or pass `Host` through) and its scheme in
-//! `X-Forwarded-Proto`. Both are taken as they come: a browser cannot set them on a cross-site
-//! request, and a client that can set any header can also leave out `Origin`.
+//! [`OverHttps`] says whether the shopper's connection is HTTPS, so the cart cookie can be
+//! `Secure`. The shop itself speaks plain HTTP: TLS ends at the load balancer or ingress in front
+//! of it, which names the scheme the browser used in `X-Forwarded-Proto` and the host it asked
+//! for in `X-Forwarded-Host` (or passes `Host` through). Both are taken as they come: a browser
+//! cannot set them on a cross-site request, a client that can set any header can also leave out
+//! `Origin`, and one that claims HTTPS over plain HTTP only gets a cookie its browser drops.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -49,6 +52,21 @@ impl<S: Send + Sync> FromRequestParts<S> for SameOrigin {
                 detail: REFUSED.to_owned(),
             }))
         }
+    }
+}
+
+/// Whether the shopper reached the shop over HTTPS: the load balancer's `X-Forwarded-Proto`, or
+/// the request's own scheme. Never fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OverHttps(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for OverHttps {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(OverHttps(
+            own_scheme(&parts.headers, &parts.uri).as_deref() == Some("https"),
+        ))
     }
 }
 

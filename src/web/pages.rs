@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::assets;
 use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
-use super::origin::SameOrigin;
+use super::origin::{OverHttps, SameOrigin};
 use super::page_cache::{CachedPage, PageKey};
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
@@ -516,6 +516,7 @@ struct CartTemplate {
 
 pub async fn cart(
     State(state): State<AppState>,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageQuery(params): PageQuery<CartParams>,
 ) -> Result<Response, PageError> {
@@ -539,7 +540,7 @@ pub async fn cart(
         },
     );
     // Write back the cookie: it may have lost products that no longer exist.
-    Ok((cart_cookie(&cart), no_store(page)).into_response())
+    Ok((cart_cookie(&cart, https), no_store(page)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -564,6 +565,7 @@ fn parse_quantity(raw: Option<&str>, default: i64) -> Result<i64, AppError> {
 pub async fn cart_add(
     _: SameOrigin,
     State(state): State<AppState>,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CartForm>,
 ) -> Result<Response, PageError> {
@@ -594,12 +596,13 @@ pub async fn cart_add(
         );
     }
     let to = format!("/cart?added={}", product.slug);
-    Ok((cart_cookie(&cart), Redirect::to(&to)).into_response())
+    Ok((cart_cookie(&cart, https), Redirect::to(&to)).into_response())
 }
 
 /// `POST /cart/update`: set a line's quantity (0 removes it), then show the cart.
 pub async fn cart_update(
     _: SameOrigin,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CartForm>,
 ) -> Result<Response, PageError> {
@@ -608,7 +611,7 @@ pub async fn cart_update(
         cart.set(form.product_id, quantity)
             .map_err(|error| AppError::bad_request(error.to_string()))?;
     }
-    Ok((cart_cookie(&cart), Redirect::to("/cart")).into_response())
+    Ok((cart_cookie(&cart, https), Redirect::to("/cart")).into_response())
 }
 
 fn capitalise(text: &str) -> String {
@@ -759,6 +762,7 @@ pub async fn checkout_form(
 pub async fn checkout_submit(
     _: SameOrigin,
     State(state): State<AppState>,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CheckoutForm>,
 ) -> Result<Response, PageError> {
@@ -796,7 +800,7 @@ pub async fn checkout_submit(
     let again = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);
-            return Ok((cart_cookie(&Cart::default()), Redirect::to(&to)).into_response());
+            return Ok((cart_cookie(&Cart::default(), https), Redirect::to(&to)).into_response());
         }
         Err(CheckoutError::Invalid(errors)) => CheckoutAgain {
             status: StatusCode::UNPROCESSABLE_ENTITY,

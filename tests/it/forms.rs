@@ -354,3 +354,70 @@ async fn the_json_api_refuses_what_a_cross_site_form_can_send() {
     assert!(answer.headers.get("access-control-allow-origin").is_none());
     assert_eq!(app.order_count().await, 0);
 }
+
+/// Whether each `Set-Cookie` for the cart in `response` is `Secure`.
+fn cart_cookie_is_secure(response: &TestResponse) -> bool {
+    let set = response.header("set-cookie");
+    assert!(set.starts_with("cart="), "a cart cookie: {set:?}");
+    set.split(';')
+        .any(|attribute| attribute.trim().eq_ignore_ascii_case("secure"))
+}
+
+/// The cart cookie is `Secure` when the shopper came over HTTPS (the load balancer says so in
+/// `X-Forwarded-Proto`), on every answer that sets it; over plain HTTP it is not, so a shop on
+/// `http://localhost` keeps its cart.
+#[tokio::test]
+async fn cart_cookie_is_secure_only_over_https() {
+    let app = TestApp::sqlite().await;
+    let product = app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await;
+    let id = product["id"].to_string();
+    for (headers, secure) in [
+        (&[("x-forwarded-proto", "https")][..], true),
+        (&[("x-forwarded-proto", "https, http")][..], true),
+        (&[][..], false),
+        (&[("x-forwarded-proto", "http")][..], false),
+    ] {
+        let added = app
+            .post_form_with("/cart/add", &[("product_id", &id)], "", headers)
+            .await;
+        assert_eq!(cart_cookie_is_secure(&added), secure, "add {headers:?}");
+        let cookie = added.cart_cookie();
+        let mut request = axum::http::Request::get("/cart").header("cookie", &cookie);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let shown = app
+            .request(request.body(axum::body::Body::empty()).unwrap())
+            .await;
+        assert_eq!(
+            cart_cookie_is_secure(&shown),
+            secure,
+            "cart page {headers:?}"
+        );
+        let updated = app
+            .post_form_with(
+                "/cart/update",
+                &[("product_id", &id), ("quantity", "2")],
+                &cookie,
+                headers,
+            )
+            .await;
+        assert_eq!(
+            cart_cookie_is_secure(&updated),
+            secure,
+            "update {headers:?}"
+        );
+        let key = form_key(&app.get_with_cookie("/checkout", &cookie).await.text());
+        let placed = app
+            .post_form_with("/checkout", &checkout_fields(Some(&key)), &cookie, headers)
+            .await;
+        confirmation(&placed);
+        assert_eq!(
+            cart_cookie_is_secure(&placed),
+            secure,
+            "emptied at checkout {headers:?}"
+        );
+    }
+}
