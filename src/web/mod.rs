@@ -268,18 +268,12 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
         }
         _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     };
-    let mut filled = if is_api {
+    // Both renderings add `Retry-After` to a 503.
+    if is_api {
         Problem::for_status(status, detail).into_response_with_status()
     } else {
         pages::error_page(status, &detail)
-    };
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        filled.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
-        );
     }
-    filled
 }
 
 /// `Cache-Control` for responses that must not be stored (pages show a per-visitor cart).

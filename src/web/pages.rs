@@ -203,6 +203,7 @@ struct ErrorTemplate {
 }
 
 /// The friendly error page; used for every HTML error, including those raised outside handlers.
+/// A 503 says when to come back (`Retry-After`), as a problem document does.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
     let heading = match status {
         StatusCode::NOT_FOUND => "We couldn't find that page".to_owned(),
@@ -220,7 +221,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         heading,
         message: message.to_owned(),
     };
-    match template.render() {
+    let mut response = match template.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
             response
@@ -230,7 +231,14 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         }
         // The error page itself failed: fall back to text rather than recurse.
         Err(_) => (status, message.to_owned()).into_response(),
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
+        );
     }
+    response
 }
 
 /// Fallback for unknown paths.

@@ -286,3 +286,49 @@ async fn database_down_is_503() {
     );
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
 }
+
+/// Every 503 the shop sends as a page carries `Retry-After`, as its problem documents do: a
+/// database that is down, and a fault the operator injects.
+#[tokio::test]
+async fn html_503_pages_carry_retry_after() {
+    use doorbuster::load::{Controls, Cost, Knobs};
+    use doorbuster::state::AppState;
+
+    let app = TestApp::sqlite().await;
+    let knobs = Knobs {
+        pages: Cost {
+            error_rate: 1.0,
+            ..Cost::default()
+        },
+        ..Knobs::default()
+    };
+    let faulty = AppState::with_controls(
+        app.state.db.clone(),
+        WebConfig::default(),
+        app.state.metrics.clone(),
+        Controls::new(knobs, 100, Some(7)),
+    );
+    let faulty = TestApp::sqlite().await.with_state(faulty);
+    let mut unavailable = 0;
+    for _ in 0..40 {
+        let page = faulty.get("/").await;
+        assert!(page.status.is_server_error(), "{}", page.status);
+        if page.status == StatusCode::SERVICE_UNAVAILABLE {
+            unavailable += 1;
+            assert!(page.header("content-type").starts_with("text/html"));
+            assert_eq!(page.header("retry-after"), "2", "an injected 503");
+        }
+    }
+    assert!(unavailable > 0, "half the injected faults are 503s");
+
+    app.state.db.close().await;
+    for uri in ["/", "/cart", "/c/books", "/p/anything"] {
+        let page = app.get(uri).await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert!(
+            page.header("content-type").starts_with("text/html"),
+            "{uri}"
+        );
+        assert_eq!(page.header("retry-after"), "2", "{uri}: database down");
+    }
+}
