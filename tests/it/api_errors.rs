@@ -332,3 +332,32 @@ async fn html_503_pages_carry_retry_after() {
         assert_eq!(page.header("retry-after"), "2", "{uri}: database down");
     }
 }
+
+/// An unknown field inside `customer` is refused with a 422 problem that names it, as the OpenAPI
+/// document says (`additionalProperties: false`), and nothing is ordered.
+#[tokio::test]
+async fn unknown_customer_fields_are_refused_naming_the_field() {
+    let app = TestApp::sqlite().await;
+    let mut body = checkout_body(&[(1, 1)]);
+    body["customer"]["coupon"] = json!("FREE");
+    let problem = app
+        .post_json("/api/checkout", &body)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("coupon"),
+        "{problem}"
+    );
+    assert_eq!(app.order_count().await, 0);
+    let spec = doorbuster::web::api::openapi::spec();
+    assert_eq!(
+        spec["components"]["schemas"]["Customer"]["additionalProperties"],
+        json!(false)
+    );
+    assert_eq!(
+        app.post_json("/api/checkout", &checkout_body(&[(1, 1)]))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
