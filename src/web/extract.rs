@@ -12,11 +12,13 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 
 use crate::cart::{self, Cart};
-use crate::error::{ApiError, AppError, PageError};
+use crate::error::{ApiError, AppError, PageError, echo_message};
 
 /// Turns an axum rejection into an [`AppError`] that keeps axum's precise message (which names
-/// the offending field and position) and picks the right status.
+/// the offending field and position) and picks the right status. The message can quote the
+/// client's input (an unknown field, a value), so it is cut as [`echo_message`] cuts.
 fn rejection_to_error(status: StatusCode, body: String, what: &str) -> AppError {
+    let body = echo_message(&body);
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
             detail: "The request body is too large; send a smaller one.".to_owned(),

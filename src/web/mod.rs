@@ -253,7 +253,8 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
     let detail = match status {
         // The router adds the `Allow` header after this middleware has run.
         StatusCode::METHOD_NOT_ALLOWED => format!(
-            "{method} is not supported at {path}; the Allow header lists the methods that are."
+            "{method} is not supported at {}; the Allow header lists the methods that are.",
+            crate::error::echo(path)
         ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             "The request body is too large; send a smaller one.".to_owned()

@@ -24,7 +24,7 @@ use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
 use crate::db::catalog::{self, Category, Product, Sort};
 use crate::db::orders::{self, Customer, Order, Shortage};
-use crate::error::{AppError, PageError};
+use crate::error::{AppError, PageError, echo};
 use crate::money::Money;
 use crate::state::AppState;
 
@@ -247,7 +247,7 @@ pub async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "There is nothing at {}. The deals are on the home page.",
-            uri.path()
+            echo(uri.path())
         ),
     )
 }
@@ -342,7 +342,8 @@ async fn category_page(
 ) -> Result<CategoryTemplate, PageError> {
     let category = catalog::category(&state.db, &slug).await?.ok_or_else(|| {
         AppError::not_found(format!(
-            "There is no '{slug}' department. Pick one from the menu."
+            "There is no '{}' department. Pick one from the menu.",
+            echo(&slug)
         ))
     })?;
     let page = params.page.unwrap_or(1);
@@ -431,7 +432,8 @@ async fn product_page(
         .await?
         .ok_or_else(|| {
             AppError::not_found(format!(
-                "We don't sell '{slug}'. Try the deals on the home page."
+                "We don't sell '{}'. Try the deals on the home page.",
+                echo(&slug)
             ))
         })?;
     let category = catalog::category(&state.db, &product.category_slug)
@@ -909,7 +911,8 @@ pub async fn order(
 ) -> Result<Response, PageError> {
     let not_found = || {
         AppError::not_found(format!(
-            "There is no order {id}. Check the order number in your confirmation."
+            "There is no order {}. Check the order number in your confirmation.",
+            echo(&id)
         ))
     };
     if !orders::is_order_id(&id) {
