@@ -6,10 +6,11 @@
 //! the shopper's browser send (cross-site request forgery). `SameSite=Lax` on the cart cookie is
 //! not enough on its own: a cross-site form still reaches the handler, and the cookie its answer
 //! sets replaces the shopper's cart; sibling subdomains count as the same site and get the cookie
-//! sent. The browser says where a request comes from in `Sec-Fetch-Site` (every current browser);
-//! older ones only send `Origin`, which must then name the shop itself. A request with neither
-//! passes: forgery needs a browser, and what sends neither is curl, the load generator or a
-//! browser old enough to predate both (for which `SameSite=Lax` stays the only defence). The JSON
+//! sent. The browser says where a request comes from in `Sec-Fetch-Site` (current browsers, to
+//! HTTPS sites and to localhost); otherwise, as to a shop on plain HTTP or from an older browser,
+//! in `Origin`, which must then name the shop itself. A request with neither passes: forgery needs
+//! a browser, and what sends neither is curl, the load generator or a browser old enough to
+//! predate both (for which `SameSite=Lax` stays the only defence). The JSON
 //! API needs no such check: it takes only `Content-Type: application/json`, which a cross-site
 //! page cannot send without a CORS preflight, and the shop answers none.
 //!
