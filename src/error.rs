@@ -4,6 +4,8 @@
 //! Each [`AppError`] variant documents its status. A 4xx says what to fix; a 5xx body is generic
 //! and the cause is logged once, inside the request's span, where the operator can find it.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -15,6 +17,32 @@ use crate::db::orders::Shortage;
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECONDS: u64 = 2;
 
+/// Most characters of a client's input that an error repeats back.
+pub const ECHO_MAX_CHARS: usize = 80;
+
+/// Input as an error may repeat it: the first [`ECHO_MAX_CHARS`] characters, then `…` when there
+/// was more. Enough to recognise what was sent; a 60 KB path or value is not sent back whole, which
+/// would spend the shop's bandwidth on it and put whatever the sender chose on the shop's page.
+pub fn echo(input: &str) -> Cow<'_, str> {
+    match input.char_indices().nth(ECHO_MAX_CHARS) {
+        None => Cow::Borrowed(input),
+        Some((end, _)) => Cow::Owned(format!("{}…", &input[..end])),
+    }
+}
+
+/// A library's message that quotes input somewhere inside it (serde's "unknown field `…`", a
+/// query parser's value): each space-separated word is cut as [`echo`] cuts input, and the whole
+/// to a few lines.
+pub fn echo_message(message: &str) -> String {
+    const MAX_CHARS: usize = 6 * ECHO_MAX_CHARS;
+    let words: Vec<Cow<'_, str>> = message.split(' ').map(echo).collect();
+    let joined = words.join(" ");
+    match joined.char_indices().nth(MAX_CHARS) {
+        None => joined,
+        Some((end, _)) => format!("{}…", &joined[..end]),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// 404: the thing named does not exist. `detail` says what was looked for and where to look.
@@ -23,6 +51,9 @@ pub enum AppError {
     /// 400: the request is malformed (bad JSON syntax, bad query string, bad header).
     #[error("{detail}")]
     BadRequest { detail: String },
+    /// 403: a form post another site made the browser send (see [`crate::web::origin`]).
+    #[error("{detail}")]
+    Forbidden { detail: String },
     /// 415: the body is not JSON.
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
@@ -78,6 +109,7 @@ impl AppError {
         match self {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Invalid { .. } | AppError::IdempotencyKeyReused => {
@@ -96,6 +128,7 @@ impl AppError {
         match self {
             AppError::NotFound { .. } => "not-found",
             AppError::BadRequest { .. } => "bad-request",
+            AppError::Forbidden { .. } => "forbidden",
             AppError::UnsupportedMediaType { .. } => "unsupported-media-type",
             AppError::PayloadTooLarge { .. } => "payload-too-large",
             AppError::Invalid { .. } => "invalid-request",
@@ -112,6 +145,7 @@ impl AppError {
         match self {
             AppError::NotFound { detail }
             | AppError::BadRequest { detail }
+            | AppError::Forbidden { detail }
             | AppError::UnsupportedMediaType { detail }
             | AppError::PayloadTooLarge { detail } => detail.clone(),
             AppError::Invalid { errors } => {
@@ -302,13 +336,30 @@ impl<E: Into<AppError>> From<E> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         self.0.log_if_server_error();
-        let status = self.0.status();
-        let mut response = crate::web::pages::error_page(status, &self.0.detail());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        }
-        response
+        // The page carries `Retry-After` on a 503.
+        crate::web::pages::error_page(self.0.status(), &self.0.detail())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_are_cut_on_a_char_boundary() {
+        assert_eq!(echo("short"), "short");
+        let exact = "é".repeat(ECHO_MAX_CHARS);
+        assert_eq!(echo(&exact), exact);
+        let long = "é".repeat(ECHO_MAX_CHARS + 1);
+        assert_eq!(echo(&long), format!("{exact}…"));
+        let message = format!("unknown field `{}`, expected `name`", "x".repeat(500));
+        let cut = echo_message(&message);
+        assert!(cut.ends_with("x… expected `name`"), "{cut}");
+        assert_eq!(cut.chars().count(), 14 + ECHO_MAX_CHARS + 1 + 16, "{cut}");
+        let spaced = "a ".repeat(5_000);
+        assert_eq!(
+            echo_message(&spaced).chars().count(),
+            6 * ECHO_MAX_CHARS + 1
+        );
     }
 }

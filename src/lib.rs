@@ -16,8 +16,10 @@
 //! - [`state`]: the one `AppState` handed to every handler.
 //! - [`web`]: the route table and middleware; [`web::pages`] renders askama templates from
 //!   `templates/`, and [`web::page_cache`] keeps the rendered pages every visitor with an empty
-//!   cart shares, until stock moves; [`web::api`] is the JSON API and its OpenAPI document; [`web::assets`] and
-//!   [`web::art`] serve the stylesheet, script and generated product art from inside the binary.
+//!   cart shares, until stock moves; [`web::origin`] refuses form posts that another site makes a
+//!   browser send and tells whether the shopper is on HTTPS; [`web::api`] is the JSON API and its
+//!   OpenAPI document; [`web::assets`] and [`web::art`] serve the stylesheet, script and
+//!   generated product art from inside the binary.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database answers, not draining, not switched
 //!   off by the operator).
 //! - [`load`]: load-target knobs (CPU work, latency, injected errors per route group) and the

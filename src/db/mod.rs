@@ -312,7 +312,7 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or_default();
-            if let Ok(sqlite) = code.parse::<i32>() {
+            if let Some(sqlite) = sqlite_code(db.as_ref()) {
                 // SQLite's extended codes keep the primary code in the low byte: BUSY (5),
                 // LOCKED (6), READONLY (8), IOERR (10), CORRUPT (11), FULL (13), CANTOPEN (14),
                 // NOTADB (26).
@@ -329,6 +329,15 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// A SQLite error's extended result code. (PostgreSQL's SQLSTATEs are often all digits too, so
+/// the engine is told by the error's type, not by whether its code parses as a number.)
+pub(crate) fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    use sqlx::error::DatabaseError as _;
+    error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .and_then(|sqlite| sqlite.code()?.parse().ok())
 }
 
 /// The name of the constraint a database error violated, if any: code matches on the names given

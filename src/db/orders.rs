@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Db, DbError, commit_may_have_happened, violated_constraint, with_reader, with_writer};
 
-/// Who the order ships to. Validated by [`crate::checkout`] before it gets here.
+/// Who the order ships to. Validated by [`crate::checkout`] before it gets here. A field it does
+/// not know is refused when read from JSON (the API's `customer`), as the OpenAPI document says,
+/// rather than dropped unseen; rows and the checkout form are read field by field, not through serde.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
 pub struct Customer {
     #[sqlx(rename = "customer_name")]
     pub name: String,

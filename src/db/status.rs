@@ -173,7 +173,7 @@ fn fault_of_sqlx(error: &sqlx::Error) -> Option<Fault> {
                     reason: format!("the database cannot write: {what} ({message})"),
                 })
             };
-            if let Ok(sqlite) = code.parse::<i32>() {
+            if let Some(sqlite) = super::sqlite_code(db.as_ref()) {
                 // SQLite reports extended result codes; the low byte is the primary code.
                 return match sqlite & 0xff {
                     13 => unwritable("the disk is full"),

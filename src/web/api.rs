@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::checkout::{self, CheckoutRequest, Placed};
 use crate::db::catalog::{self, Category, Product, Sort, StockState};
 use crate::db::orders::{self, Order};
-use crate::error::{ApiError, AppError};
+use crate::error::{ApiError, AppError, echo};
 use crate::state::AppState;
 
 /// Products per page when the client does not say.
@@ -71,7 +71,7 @@ pub fn routes() -> ApiRoutes {
 async fn not_found(uri: Uri) -> ApiError {
     ApiError(AppError::not_found(format!(
         "There is no API route {}. The routes are listed in /api/openapi.json.",
-        uri.path()
+        echo(uri.path())
     )))
 }
 
@@ -179,7 +179,8 @@ async fn list_products(
         && catalog::category(&state.db, slug).await?.is_none()
     {
         return Err(AppError::not_found(format!(
-            "There is no category '{slug}'. GET /api/categories lists them."
+            "There is no category '{}'. GET /api/categories lists them.",
+            echo(slug)
         ))
         .into());
     }
@@ -209,7 +210,8 @@ async fn get_product(
     };
     let product = product.ok_or_else(|| {
         AppError::not_found(format!(
-            "There is no product with id or slug '{key}'. GET /api/products lists them."
+            "There is no product with id or slug '{}'. GET /api/products lists them.",
+            echo(&key)
         ))
     })?;
     Ok(Json(product.into()))
@@ -256,8 +258,12 @@ async fn get_order(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let not_found =
-        || AppError::not_found(format!("There is no order '{id}'. Check the order number."));
+    let not_found = || {
+        AppError::not_found(format!(
+            "There is no order '{}'. Check the order number.",
+            echo(&id)
+        ))
+    };
     if !orders::is_order_id(&id) {
         return Err(not_found().into());
     }

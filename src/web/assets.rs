@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::art;
 use super::extract::PagePath;
 use crate::db::catalog;
-use crate::error::{AppError, PageError};
+use crate::error::{AppError, PageError, echo};
 use crate::state::AppState;
 
 struct Asset {
@@ -104,7 +104,8 @@ pub async fn static_file(PagePath(file): PagePath<String>, headers: HeaderMap) -
         );
     }
     PageError(AppError::not_found(format!(
-        "There is no file called {file}."
+        "There is no file called {}.",
+        echo(&file)
     )))
     .into_response()
 }
@@ -118,7 +119,9 @@ pub async fn product_art(
     let slug = file.strip_suffix(".svg").unwrap_or_default();
     let product = catalog::product_by_slug(&state.db, slug)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("There is no picture called {file}.")))?;
+        .ok_or_else(|| {
+            AppError::not_found(format!("There is no picture called {}.", echo(&file)))
+        })?;
     let svg = art::product_svg(&product.category_slug, &product.slug, &product.name);
     Ok(svg_response(&headers, svg))
 }
@@ -130,9 +133,9 @@ pub async fn category_art(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let slug = file.strip_suffix(".svg").unwrap_or_default();
-    let category = catalog::category(&state.db, slug)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("There is no picture called {file}.")))?;
+    let category = catalog::category(&state.db, slug).await?.ok_or_else(|| {
+        AppError::not_found(format!("There is no picture called {}.", echo(&file)))
+    })?;
     Ok(svg_response(&headers, art::category_svg(&category.slug)))
 }
 

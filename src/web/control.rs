@@ -51,8 +51,8 @@ fn snapshot(state: &AppState) -> ControlState {
     }
 }
 
-/// Checks the bearer token (constant-time, so it cannot be guessed byte by byte); returns the
-/// refusal to send when it does not match.
+/// Checks the bearer token (see [`token_matches`]); returns the refusal to send when it does not
+/// match.
 fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &state.config.admin_token else {
         return Some(Problem::for_status(
@@ -65,16 +65,9 @@ fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or_default();
-    let expected = expected.0.as_bytes();
-    let matches = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0;
-    if matches {
+    if token_matches(given.as_bytes(), expected.0.as_bytes()) {
         return None;
     }
     let mut response = Problem::for_status(
@@ -86,6 +79,28 @@ fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(response)
+}
+
+/// The token of `Authorization: Bearer <token>`. The scheme is case-insensitive and followed by
+/// one or more spaces (RFC 7235, 2.1), so `bearer` from a hand-written curl counts.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// Whether `given` is the token, in a time that depends on the expected token's length only: a
+/// comparison that stops at the first wrong byte, or at a wrong length, tells a client measuring
+/// answers how much of its guess was right. Every expected byte is compared with the given byte
+/// at its position (zero past the given token's end), and the length difference is folded in.
+fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (index, byte) in expected.iter().enumerate() {
+        diff |= usize::from(given.get(index).copied().unwrap_or(0) ^ byte);
+    }
+    // Keeps the optimiser from turning the fold back into an early return.
+    std::hint::black_box(diff) == 0
 }
 
 async fn read(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -145,4 +160,34 @@ async fn switch_readiness(
         .control_changes
         .add(1, &[KeyValue::new("control", "readiness")]);
     Json(snapshot(&state)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_exactly() {
+        assert!(token_matches(b"s3cret", b"s3cret"));
+        for wrong in [
+            &b""[..],
+            b"s3cre",
+            b"s3cret!",
+            b"S3cret",
+            b"s3cres",
+            b"s3cret\0",
+        ] {
+            assert!(!token_matches(wrong, b"s3cret"), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 }

@@ -12,11 +12,13 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 
 use crate::cart::{self, Cart};
-use crate::error::{ApiError, AppError, PageError};
+use crate::error::{ApiError, AppError, PageError, echo_message};
 
 /// Turns an axum rejection into an [`AppError`] that keeps axum's precise message (which names
-/// the offending field and position) and picks the right status.
+/// the offending field and position) and picks the right status. The message can quote the
+/// client's input (an unknown field, a value), so it is cut as [`echo_message`] cuts.
 fn rejection_to_error(status: StatusCode, body: String, what: &str) -> AppError {
+    let body = echo_message(&body);
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
             detail: "The request body is too large; send a smaller one.".to_owned(),
@@ -168,13 +170,17 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// How long a cart survives without a visit.
 const CART_MAX_AGE: time::Duration = time::Duration::days(7);
 
-/// A `Set-Cookie` that stores `cart` (or deletes the cookie when the cart is empty).
-pub fn cart_cookie(cart: &Cart) -> CookieJar {
+/// A `Set-Cookie` that stores `cart` (or deletes the cookie when the cart is empty). `secure`
+/// (the shopper is on HTTPS, see [`super::origin::OverHttps`]) keeps the browser from ever
+/// sending it over plain HTTP; a shop served over plain HTTP (`localhost`) must leave it off, or
+/// the browser would drop the cookie.
+pub fn cart_cookie(cart: &Cart, secure: bool) -> CookieJar {
     let jar = CookieJar::new();
     let value = cart.to_cookie();
     let mut cookie = Cookie::build((cart::COOKIE_NAME, value))
         .path("/")
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Lax)
         .max_age(CART_MAX_AGE)
         .build();

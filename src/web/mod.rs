@@ -16,6 +16,7 @@ pub mod compress;
 pub mod control;
 pub mod extract;
 pub mod observe;
+pub mod origin;
 pub mod page_cache;
 pub mod pages;
 
@@ -252,7 +253,8 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
     let detail = match status {
         // The router adds the `Allow` header after this middleware has run.
         StatusCode::METHOD_NOT_ALLOWED => format!(
-            "{method} is not supported at {path}; the Allow header lists the methods that are."
+            "{method} is not supported at {}; the Allow header lists the methods that are.",
+            crate::error::echo(path)
         ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             "The request body is too large; send a smaller one.".to_owned()
@@ -267,18 +269,12 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
         }
         _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     };
-    let mut filled = if is_api {
+    // Both renderings add `Retry-After` to a 503.
+    if is_api {
         Problem::for_status(status, detail).into_response_with_status()
     } else {
         pages::error_page(status, &detail)
-    };
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        filled.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
-        );
     }
-    filled
 }
 
 /// `Cache-Control` for responses that must not be stored (pages show a per-visitor cart).

@@ -18,12 +18,13 @@ use serde::Deserialize;
 
 use super::assets;
 use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
+use super::origin::{OverHttps, SameOrigin};
 use super::page_cache::{CachedPage, PageKey};
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
 use crate::db::catalog::{self, Category, Product, Sort};
 use crate::db::orders::{self, Customer, Order, Shortage};
-use crate::error::{AppError, PageError};
+use crate::error::{AppError, PageError, echo};
 use crate::money::Money;
 use crate::state::AppState;
 
@@ -202,10 +203,12 @@ struct ErrorTemplate {
 }
 
 /// The friendly error page; used for every HTML error, including those raised outside handlers.
+/// A 503 says when to come back (`Retry-After`), as a problem document does.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
     let heading = match status {
         StatusCode::NOT_FOUND => "We couldn't find that page".to_owned(),
         StatusCode::CONFLICT => "Not enough stock".to_owned(),
+        StatusCode::FORBIDDEN => "That form didn't come from the shop".to_owned(),
         s if s.is_server_error() => "The shop is having a moment".to_owned(),
         s => s
             .canonical_reason()
@@ -218,7 +221,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         heading,
         message: message.to_owned(),
     };
-    match template.render() {
+    let mut response = match template.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
             response
@@ -228,7 +231,14 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         }
         // The error page itself failed: fall back to text rather than recurse.
         Err(_) => (status, message.to_owned()).into_response(),
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
+        );
     }
+    response
 }
 
 /// Fallback for unknown paths.
@@ -237,7 +247,7 @@ pub async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         &format!(
             "There is nothing at {}. The deals are on the home page.",
-            uri.path()
+            echo(uri.path())
         ),
     )
 }
@@ -332,7 +342,8 @@ async fn category_page(
 ) -> Result<CategoryTemplate, PageError> {
     let category = catalog::category(&state.db, &slug).await?.ok_or_else(|| {
         AppError::not_found(format!(
-            "There is no '{slug}' department. Pick one from the menu."
+            "There is no '{}' department. Pick one from the menu.",
+            echo(&slug)
         ))
     })?;
     let page = params.page.unwrap_or(1);
@@ -421,7 +432,8 @@ async fn product_page(
         .await?
         .ok_or_else(|| {
             AppError::not_found(format!(
-                "We don't sell '{slug}'. Try the deals on the home page."
+                "We don't sell '{}'. Try the deals on the home page.",
+                echo(&slug)
             ))
         })?;
     let category = catalog::category(&state.db, &product.category_slug)
@@ -514,6 +526,7 @@ struct CartTemplate {
 
 pub async fn cart(
     State(state): State<AppState>,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageQuery(params): PageQuery<CartParams>,
 ) -> Result<Response, PageError> {
@@ -537,7 +550,7 @@ pub async fn cart(
         },
     );
     // Write back the cookie: it may have lost products that no longer exist.
-    Ok((cart_cookie(&cart), no_store(page)).into_response())
+    Ok((cart_cookie(&cart, https), no_store(page)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -560,7 +573,9 @@ fn parse_quantity(raw: Option<&str>, default: i64) -> Result<i64, AppError> {
 
 /// `POST /cart/add`: add a product, then show the cart.
 pub async fn cart_add(
+    _: SameOrigin,
     State(state): State<AppState>,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CartForm>,
 ) -> Result<Response, PageError> {
@@ -591,11 +606,13 @@ pub async fn cart_add(
         );
     }
     let to = format!("/cart?added={}", product.slug);
-    Ok((cart_cookie(&cart), Redirect::to(&to)).into_response())
+    Ok((cart_cookie(&cart, https), Redirect::to(&to)).into_response())
 }
 
 /// `POST /cart/update`: set a line's quantity (0 removes it), then show the cart.
 pub async fn cart_update(
+    _: SameOrigin,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CartForm>,
 ) -> Result<Response, PageError> {
@@ -604,7 +621,7 @@ pub async fn cart_update(
         cart.set(form.product_id, quantity)
             .map_err(|error| AppError::bad_request(error.to_string()))?;
     }
-    Ok((cart_cookie(&cart), Redirect::to("/cart")).into_response())
+    Ok((cart_cookie(&cart, https), Redirect::to("/cart")).into_response())
 }
 
 fn capitalise(text: &str) -> String {
@@ -747,8 +764,15 @@ pub async fn checkout_form(
 
 /// `POST /checkout`: place the order and go to its confirmation, or show the form again with
 /// each problem next to its field.
+///
+/// The order is always placed under the form's key, as the API's `Idempotency-Key`: a form sent
+/// twice (a double click, a retry after a timeout) finds the first order and goes to its
+/// confirmation. A post without a usable key places nothing: an unkeyed order could not be
+/// recognised when the same form came again, which is how a double submit made two orders.
 pub async fn checkout_submit(
+    _: SameOrigin,
     State(state): State<AppState>,
+    OverHttps(https): OverHttps,
     CartCookie(mut cart): CartCookie,
     PageForm(form): PageForm<CheckoutForm>,
 ) -> Result<Response, PageError> {
@@ -756,6 +780,18 @@ pub async fn checkout_submit(
     if rows.is_empty() {
         return Ok(Redirect::to("/cart").into_response());
     }
+    let Ok(key) = checkout::validate_idempotency_key(&form.idempotency_key) else {
+        let alert = "Nothing was ordered: this form had lost its order key (an old or altered \
+                     copy of the page). Check your details and place the order again."
+            .to_owned();
+        let again = CheckoutAgain {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: Vec::new(),
+            alerts: vec![alert],
+            key: new_form_key(),
+        };
+        return again.render(&state, &cart, rows, subtotal, &form).await;
+    };
     let request = CheckoutRequest {
         items: cart
             .lines()
@@ -767,24 +803,29 @@ pub async fn checkout_submit(
             .collect(),
         customer: form.customer(),
     };
-    let key = checkout::validate_idempotency_key(&form.idempotency_key).ok();
-    let outcome = checkout::checkout(&state.db, &request, key).await;
+    let outcome = checkout::checkout(&state.db, &request, Some(key)).await;
     state.record_checkout(&outcome);
-    let (status, errors, alerts) = match outcome {
+    // A key whose order was refused is still unused, so the corrected form keeps it; a key that
+    // already placed another order would only be refused again, so that form gets a new one.
+    let again = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);
-            return Ok((cart_cookie(&Cart::default()), Redirect::to(&to)).into_response());
+            return Ok((cart_cookie(&Cart::default(), https), Redirect::to(&to)).into_response());
         }
-        Err(CheckoutError::Invalid(errors)) => {
-            let alerts = errors
+        Err(CheckoutError::Invalid(errors)) => CheckoutAgain {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            alerts: errors
                 .iter()
                 .filter(|e| !e.field.starts_with("customer."))
                 .map(|e| e.message.clone())
-                .collect();
-            (StatusCode::UNPROCESSABLE_ENTITY, errors, alerts)
-        }
-        Err(CheckoutError::OutOfStock(shortages)) => {
-            let alerts = shortages
+                .collect(),
+            errors,
+            key: key.to_owned(),
+        },
+        Err(CheckoutError::OutOfStock(shortages)) => CheckoutAgain {
+            status: StatusCode::CONFLICT,
+            errors: Vec::new(),
+            alerts: shortages
                 .iter()
                 .map(|s| match s.available {
                     0 => format!(
@@ -796,35 +837,54 @@ pub async fn checkout_submit(
                         s.name
                     ),
                 })
-                .collect();
-            (StatusCode::CONFLICT, Vec::new(), alerts)
-        }
-        Err(CheckoutError::KeyReused) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Vec::new(),
-            vec![
+                .collect(),
+            key: key.to_owned(),
+        },
+        Err(CheckoutError::KeyReused) => CheckoutAgain {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: Vec::new(),
+            alerts: vec![
                 "Your cart changed since this form was opened. Check it and place the order again."
                     .to_owned(),
             ],
-        ),
+            key: new_form_key(),
+        },
         Err(error) => return Err(AppError::from(error).into()),
     };
-    let layout = Layout::load(&state, "Checkout · Doorbuster", &cart, None).await?;
-    let page = CheckoutTemplate {
-        layout,
-        savings: savings(&rows),
-        rows,
-        subtotal,
-        fields: form_fields(&form.customer(), &errors),
-        // A key whose order was refused is still unused, so the corrected form may reuse it.
-        idempotency_key: if key.is_some() {
-            form.idempotency_key.clone()
-        } else {
-            new_form_key()
-        },
-        alerts,
-    };
-    Ok(no_store(Page(status, page)).into_response())
+    again.render(&state, &cart, rows, subtotal, &form).await
+}
+
+/// The checkout form shown again after a submit that placed no order: what went wrong, and the
+/// key the next submit carries.
+struct CheckoutAgain {
+    status: StatusCode,
+    errors: Vec<FieldError>,
+    /// Problems that belong to no single field.
+    alerts: Vec<String>,
+    key: String,
+}
+
+impl CheckoutAgain {
+    async fn render(
+        self,
+        state: &AppState,
+        cart: &Cart,
+        rows: Vec<CartRow>,
+        subtotal: Money,
+        form: &CheckoutForm,
+    ) -> Result<Response, PageError> {
+        let layout = Layout::load(state, "Checkout · Doorbuster", cart, None).await?;
+        let page = CheckoutTemplate {
+            layout,
+            savings: savings(&rows),
+            rows,
+            subtotal,
+            fields: form_fields(&form.customer(), &self.errors),
+            idempotency_key: self.key,
+            alerts: self.alerts,
+        };
+        Ok(no_store(Page(self.status, page)).into_response())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -851,7 +911,8 @@ pub async fn order(
 ) -> Result<Response, PageError> {
     let not_found = || {
         AppError::not_found(format!(
-            "There is no order {id}. Check the order number in your confirmation."
+            "There is no order {}. Check the order number in your confirmation.",
+            echo(&id)
         ))
     };
     if !orders::is_order_id(&id) {

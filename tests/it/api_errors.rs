@@ -286,3 +286,78 @@ async fn database_down_is_503() {
     );
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
 }
+
+/// Every 503 the shop sends as a page carries `Retry-After`, as its problem documents do: a
+/// database that is down, and a fault the operator injects.
+#[tokio::test]
+async fn html_503_pages_carry_retry_after() {
+    use doorbuster::load::{Controls, Cost, Knobs};
+    use doorbuster::state::AppState;
+
+    let app = TestApp::sqlite().await;
+    let knobs = Knobs {
+        pages: Cost {
+            error_rate: 1.0,
+            ..Cost::default()
+        },
+        ..Knobs::default()
+    };
+    let faulty = AppState::with_controls(
+        app.state.db.clone(),
+        WebConfig::default(),
+        app.state.metrics.clone(),
+        Controls::new(knobs, 100, Some(7)),
+    );
+    let faulty = TestApp::sqlite().await.with_state(faulty);
+    let mut unavailable = 0;
+    for _ in 0..40 {
+        let page = faulty.get("/").await;
+        assert!(page.status.is_server_error(), "{}", page.status);
+        if page.status == StatusCode::SERVICE_UNAVAILABLE {
+            unavailable += 1;
+            assert!(page.header("content-type").starts_with("text/html"));
+            assert_eq!(page.header("retry-after"), "2", "an injected 503");
+        }
+    }
+    assert!(unavailable > 0, "half the injected faults are 503s");
+
+    app.state.db.close().await;
+    for uri in ["/", "/cart", "/c/books", "/p/anything"] {
+        let page = app.get(uri).await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert!(
+            page.header("content-type").starts_with("text/html"),
+            "{uri}"
+        );
+        assert_eq!(page.header("retry-after"), "2", "{uri}: database down");
+    }
+}
+
+/// An unknown field inside `customer` is refused with a 422 problem that names it, as the OpenAPI
+/// document says (`additionalProperties: false`), and nothing is ordered.
+#[tokio::test]
+async fn unknown_customer_fields_are_refused_naming_the_field() {
+    let app = TestApp::sqlite().await;
+    let mut body = checkout_body(&[(1, 1)]);
+    body["customer"]["coupon"] = json!("FREE");
+    let problem = app
+        .post_json("/api/checkout", &body)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("coupon"),
+        "{problem}"
+    );
+    assert_eq!(app.order_count().await, 0);
+    let spec = doorbuster::web::api::openapi::spec();
+    assert_eq!(
+        spec["components"]["schemas"]["Customer"]["additionalProperties"],
+        json!(false)
+    );
+    assert_eq!(
+        app.post_json("/api/checkout", &checkout_body(&[(1, 1)]))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}

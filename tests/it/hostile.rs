@@ -198,3 +198,77 @@ async fn slow_huge_and_malformed_requests_are_refused() {
     stop.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// A 60 KB path, slug, id, query value or field name is not reflected back whole: errors repeat
+/// at most the first 80 characters of what was sent, cut with an ellipsis.
+#[tokio::test]
+async fn huge_input_is_not_echoed_whole() {
+    let app = TestApp::sqlite().await;
+    let huge = "x".repeat(60_000);
+    let too_much = "x".repeat(81);
+    // The input's start, cut: what repeats it may quote it, so a character or two goes on that.
+    let cut = format!("{}…", "x".repeat(75));
+    let get = |uri: String| Request::get(uri).body(Body::empty()).unwrap();
+    let json = |body: String| {
+        Request::post("/api/checkout")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // (request, whether the answer repeats the start of the input)
+    let requests = [
+        (get(format!("/{huge}")), false),
+        (get(format!("/p/{huge}")), true),
+        (get(format!("/c/{huge}")), true),
+        (get(format!("/orders/{huge}")), true),
+        (get(format!("/c/books?sort={huge}")), true),
+        (get(format!("/static/{huge}")), true),
+        (get(format!("/art/product/{huge}.svg")), true),
+        (get(format!("/art/category/{huge}.svg")), true),
+        (get(format!("/api/{huge}")), false),
+        (get(format!("/api/products/{huge}")), true),
+        (get(format!("/api/products?category={huge}")), true),
+        (get(format!("/api/products?sort={huge}")), true),
+        (get(format!("/api/products?{huge}=1")), true),
+        (get(format!("/api/orders/{huge}")), true),
+        (
+            Request::delete(format!("/p/{huge}"))
+                .body(Body::empty())
+                .unwrap(),
+            false,
+        ),
+        (json(format!(r#"{{"items": [], "{huge}": 1}}"#)), true),
+        (
+            json(format!(
+                r#"{{"items": [{{"product_id": 1, "quantity": 1}}], "customer": {{"{huge}": "x"}}}}"#
+            )),
+            true,
+        ),
+    ];
+    for (request, repeats) in requests {
+        let uri: String = request.uri().to_string().chars().take(24).collect();
+        let what = format!("{} {uri}", request.method());
+        let response = app.request(request).await;
+        assert!(
+            response.status.is_client_error(),
+            "{what}: {}",
+            response.status
+        );
+        let text = response.text();
+        assert!(
+            !text.contains(&too_much),
+            "{what} echoed it whole: {}",
+            &text[..text.len().min(300)]
+        );
+        assert!(
+            response.body.len() < 12_000,
+            "{what}: {} bytes",
+            response.body.len()
+        );
+        if repeats {
+            assert!(text.contains(&cut), "{what} shows where it was cut: {text}");
+        } else {
+            assert!(text.contains('…'), "{what} shows where it was cut: {text}");
+        }
+    }
+}

@@ -359,3 +359,42 @@ async fn overload_is_shed_with_503_and_probes_still_answer() {
         "{metrics}"
     );
 }
+
+/// The control API's token check takes the `Bearer` scheme in any case (RFC 7235) and only the
+/// exact token: a prefix of it, a longer one, another case or another scheme is refused.
+#[tokio::test]
+async fn control_token_takes_any_case_of_bearer_and_only_the_exact_token() {
+    use tower::ServiceExt;
+    let (_app, state) = app_with(Knobs::default(), 100, Some("s3cret-token")).await;
+    let status = |authorization: &'static str| {
+        let router = doorbuster::web::admin_router(state.clone());
+        async move {
+            let request = Request::get("/control")
+                .header("authorization", authorization)
+                .body(Body::empty())
+                .unwrap();
+            router.oneshot(request).await.unwrap().status()
+        }
+    };
+    for accepted in [
+        "Bearer s3cret-token",
+        "bearer s3cret-token",
+        "BEARER s3cret-token",
+        "bEaReR  s3cret-token",
+    ] {
+        assert_eq!(status(accepted).await, StatusCode::OK, "{accepted}");
+    }
+    for refused in [
+        "Bearer s3cret-toke",
+        "Bearer s3cret-token0",
+        "Bearer s3cret-token s3cret-token",
+        "Bearer S3CRET-TOKEN",
+        "Bearer ",
+        "Bearer",
+        "s3cret-token",
+        "Bearers3cret-token",
+        "Basic s3cret-token",
+    ] {
+        assert_eq!(status(refused).await, StatusCode::UNAUTHORIZED, "{refused}");
+    }
+}

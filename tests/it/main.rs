@@ -10,6 +10,7 @@ mod catalog;
 mod checkout;
 mod docs;
 mod faults;
+mod forms;
 mod hostile;
 mod load;
 mod loadgen;

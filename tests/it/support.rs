@@ -210,6 +210,17 @@ impl TestApp {
         fields: &[(&str, &str)],
         cookie: &str,
     ) -> TestResponse {
+        self.post_form_with(uri, fields, cookie, &[]).await
+    }
+
+    /// [`TestApp::post_form`] with more headers (`Origin`, `Sec-Fetch-Site`, `Host`, …).
+    pub async fn post_form_with(
+        &self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        cookie: &str,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
         let body = fields
             .iter()
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
@@ -219,6 +230,9 @@ impl TestApp {
             Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if !cookie.is_empty() {
             request = request.header(header::COOKIE, cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         self.request(request.body(Body::from(body)).unwrap()).await
     }

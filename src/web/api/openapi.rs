@@ -307,8 +307,9 @@ fn build() -> Value {
                 },
                 "Customer": {
                     "type": "object",
-                    "description": "Who the order ships to. Surrounding whitespace is trimmed; control characters are refused. Other properties are ignored.",
+                    "description": "Who the order ships to. Surrounding whitespace is trimmed; control characters are refused. Other properties are refused.",
                     "required": ["name", "email", "address", "city", "postal_code", "country"],
+                    "additionalProperties": false,
                     "properties": {
                         "name": text_field(100, "At most 100 characters"),
                         "email": email_field(254),
