@@ -76,6 +76,18 @@ pub struct ServeArgs {
     #[arg(long, env = "DOORBUSTER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Longest a client may take to send a request head (request line and headers). A new
+    /// connection must have sent its first complete head this long after it is accepted, or it is
+    /// closed: silent and dribbling clients cannot hold connections (or file descriptors).
+    #[arg(long, env = "DOORBUSTER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a keep-alive connection (HTTP/1 or HTTP/2) may sit with no request before it is
+    /// closed. Longer than the 60 s a proxy such as ingress-nginx keeps idle upstream connections,
+    /// so the proxy, not the shop, closes them first; shorter than Azure Load Balancer's 4 minutes.
+    #[arg(long, env = "DOORBUSTER_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
     /// How long a rendered home, product or department page is reused for visitors with an
     /// empty cart (orders placed by this replica refresh it at once); `0s` renders every request.
     #[arg(long, env = "DOORBUSTER_PAGE_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -237,7 +249,8 @@ impl ServeArgs {
         WebConfig {
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
             page_cache_ttl: self.page_cache_ttl,
             admin_token: self.load.admin_token.clone().filter(|t| !t.0.is_empty()),
             instance: self.telemetry.instance(),
@@ -278,8 +291,12 @@ pub struct WebConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     /// Longest a client may take to send a request's head before the connection is closed, so a
-    /// crowd dribbling headers cannot hold every connection.
+    /// crowd dribbling headers, or just connecting and saying nothing, cannot hold every
+    /// connection. For a new connection it counts from the moment it is accepted; between
+    /// keep-alive requests, from the first byte of the next head.
     pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in flight before it is closed.
+    pub idle_timeout: Duration,
     /// How long a shared rendered page is reused; zero turns the page cache off (see
     /// [`crate::web::page_cache`]).
     pub page_cache_ttl: Duration,
@@ -296,6 +313,7 @@ impl Default for WebConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
             page_cache_ttl: Duration::from_secs(1),
             admin_token: None,
             instance: "local".to_owned(),
