@@ -82,6 +82,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DOORBUSTER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// Longest a client may take to send a request body; beyond it the answer is 408. Bodies are
+    /// read whole before a request counts against the in-flight bound, so slow senders cannot
+    /// hold the shop's capacity.
+    #[arg(long, env = "DOORBUSTER_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
     /// How long a keep-alive connection (HTTP/1 or HTTP/2) may sit with no request before it is
     /// closed. Longer than the 60 s a proxy such as ingress-nginx keeps idle upstream connections,
     /// so the proxy, not the shop, closes them first; shorter than Azure Load Balancer's 4 minutes.
@@ -249,6 +255,7 @@ impl ServeArgs {
         WebConfig {
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             page_cache_ttl: self.page_cache_ttl,
@@ -290,6 +297,8 @@ pub enum LogFormat {
 pub struct WebConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Longest a client may take to send a request's body before it is answered 408.
+    pub body_read_timeout: Duration,
     /// Longest a client may take to send a request's head before the connection is closed, so a
     /// crowd dribbling headers, or just connecting and saying nothing, cannot hold every
     /// connection. For a new connection it counts from the moment it is accepted; between
@@ -312,6 +321,7 @@ impl Default for WebConfig {
         WebConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            body_read_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             page_cache_ttl: Duration::from_secs(1),

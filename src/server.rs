@@ -7,8 +7,8 @@
 //!    (`Connection: close`), while requests are still served;
 //! 2. after the drain delay, the listener stops accepting: connections already queued in the
 //!    kernel are accepted and answered first, then it closes;
-//! 3. in-flight requests finish (bounded by the request timeout), idle connections close, then
-//!    `serve` returns.
+//! 3. in-flight requests finish (bounded by the body-read and request timeouts), idle
+//!    connections close, then `serve` returns.
 //!
 //! Both listeners serve their connections through [`crate::connections`].
 
@@ -213,9 +213,9 @@ pub async fn serve(
 }
 
 /// How long in-flight requests may take to finish once the listener is closed: a request cannot
-/// outlive the request timeout; a little slack covers the write.
+/// outlive its body-read and request timeouts; a little slack covers the write.
 fn finish_timeout(config: &crate::config::WebConfig) -> Duration {
-    config.request_timeout + Duration::from_secs(1)
+    config.body_read_timeout + config.request_timeout + Duration::from_secs(1)
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

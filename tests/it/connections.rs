@@ -1,14 +1,16 @@
 //! Connections over real sockets: nothing held forever, nothing frozen. A silent or idle
 //! connection is closed (HTTP/1, HTTP/2 and the admin port alike); a shop out of file descriptors
-//! makes room so its probes still get in; and connections still queued when the listener closes
-//! are answered, not reset.
+//! makes room so its probes still get in; slow request bodies are answered 408 without taking the
+//! shop's capacity; and connections still queued when the listener closes are answered, not reset.
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use doorbuster::config::WebConfig;
+use doorbuster::load::{Controls, Knobs};
 use doorbuster::server;
+use doorbuster::state::AppState;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,10 @@ struct Shop {
 impl Shop {
     async fn start(config: WebConfig) -> Shop {
         let app = TestApp::sqlite_with(config).await;
-        let state = app.state.clone();
+        Self::start_with(app.state.clone(), app).await
+    }
+
+    async fn start_with(state: AppState, app: TestApp) -> Shop {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
@@ -400,6 +405,87 @@ fn probes_get_in_when_file_descriptors_run_out() {
         "the exhaustion is logged once per episode, not per failed accept: {failures} lines:\n{}",
         log.join("\n")
     );
+}
+
+/// 160 clients each send a request head and part of a body, then stall. They are answered 408
+/// once the body-read timeout passes (problem+json under /api, a page elsewhere), and while they
+/// wait they hold none of the shop's capacity: ordinary requests are served, not shed, although
+/// the stalled requests outnumber the in-flight bound five to one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_bodies_get_408_and_do_not_starve_the_shop() {
+    const STALLED: usize = 160;
+    const MAX_IN_FLIGHT: usize = 32;
+    let app = TestApp::sqlite().await;
+    let config = WebConfig {
+        body_read_timeout: Duration::from_secs(1),
+        ..WebConfig::default()
+    };
+    let state = AppState::with_controls(
+        app.state.db.clone(),
+        config,
+        app.state.metrics.clone(),
+        Controls::new(Knobs::default(), MAX_IN_FLIGHT, None),
+    );
+    let shop = Shop::start_with(state, app).await;
+
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for i in 0..STALLED {
+        let mut client = TcpStream::connect(shop.addr).await.unwrap();
+        let head = if i == 0 {
+            "POST /cart/add HTTP/1.1\r\nHost: shop\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nproduct_id=1&quan"
+        } else {
+            "POST /api/checkout HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"items\": [{\"product_"
+        };
+        client.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(client);
+    }
+    // Give the server time to read every head (and, before the fix, to admit them all).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let ordinary: Vec<_> = (0..25)
+        .map(|_| {
+            let addr = shop.addr;
+            tokio::spawn(async move {
+                let mut client = TcpStream::connect(addr).await.unwrap();
+                client
+                    .write_all(b"GET /api/categories HTTP/1.1\r\nHost: shop\r\n\r\n")
+                    .await
+                    .unwrap();
+                read_response(&mut client).await.0
+            })
+        })
+        .collect();
+    for request in ordinary {
+        let head = request.await.unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "ordinary requests are served while slow bodies trickle in: {head}"
+        );
+    }
+
+    for (i, client) in stalled.iter_mut().enumerate() {
+        let (head, body) = read_response(client).await;
+        assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("connection: close"), "{head}");
+        if i == 0 {
+            assert!(head.contains("content-type: text/html"), "{head}");
+        } else {
+            assert!(
+                head.contains("content-type: application/problem+json"),
+                "{head}"
+            );
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["status"], 408);
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(10),
+        "408 after the 1 s body-read timeout, well before the 10 s request timeout: {waited:?}"
+    );
+    shop.stop().await;
 }
 
 /// Connections the kernel has queued on the listener when the drain delay ends are accepted and
