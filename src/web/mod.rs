@@ -1,14 +1,15 @@
 //! The HTTP surface: one route table and one deliberately ordered stack of layers.
 //!
 //! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
-//! draining shop still answers its orchestrator. Everything else passes through three layers:
-//! [`around_request`], which does in order what every request needs (request span and metrics
-//! ([`observe`]) → reading the body whole, within the body-read timeout, before the request
-//! counts as in flight → load shedding → timeout → the load-target costs ([`crate::load`]) →
-//! panic catcher, then on the way out error bodies for bare statuses, security headers on every
-//! response, errors included, and `Connection: close` while draining); compression for clients
-//! that accept it ([`compress`]); and the body limit. Each layer costs every request a clone of
-//! the inner stack and a boxed future, which is why the per-request work shares one.
+//! draining shop still answers its orchestrator; a one-line layer gives them the security headers.
+//! Everything else passes through three layers: [`around_request`], which does in order what
+//! every request needs (request span and metrics ([`observe`]) → reading the body whole, within
+//! the body-read timeout, before the request counts as in flight → load shedding → timeout → the
+//! load-target costs ([`crate::load`]) → panic catcher, then on the way out error bodies for bare
+//! statuses, security headers on every response, errors included, and `Connection: close` while
+//! draining); compression for clients that accept it ([`compress`]); and the body limit. Each
+//! layer costs every request a clone of the inner stack and a boxed future, which is why the
+//! per-request work shares one.
 
 pub mod api;
 pub mod art;
@@ -76,6 +77,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // Only the security headers: probes stay out of the traced and timed stack.
+        .layer(middleware::map_response(secure_probe))
         .merge(shop)
         .with_state(state)
 }
@@ -260,6 +263,13 @@ static SECURITY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
         ),
     ])
 });
+
+/// The probes' only layer: the security headers (the probes skip [`around_request`], which adds
+/// them to everything else).
+async fn secure_probe(mut response: Response) -> Response {
+    response.headers_mut().extend(SECURITY_HEADERS.clone());
+    response
+}
 
 /// A header map that already holds the security headers, plus `extra`. Responses built on it
 /// (the pages) skip [`finish_response`]'s inserts: cloning a ready map is one copy, where adding
