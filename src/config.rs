@@ -89,6 +89,24 @@ pub struct ServeArgs {
     #[arg(long, env = "DOORBUSTER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Longest a client may take to send a request head (request line and headers). A new
+    /// connection must have sent its first complete head this long after it is accepted, or it is
+    /// closed: silent and dribbling clients cannot hold connections (or file descriptors).
+    #[arg(long, env = "DOORBUSTER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a client may take to send a request body; beyond it the answer is 408. Bodies are
+    /// read whole before a request counts against the in-flight bound, so slow senders cannot
+    /// hold the shop's capacity.
+    #[arg(long, env = "DOORBUSTER_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// How long a keep-alive connection (HTTP/1 or HTTP/2) may sit with no request before it is
+    /// closed. Longer than the 60 s a proxy such as ingress-nginx keeps idle upstream connections,
+    /// so the proxy, not the shop, closes them first; shorter than Azure Load Balancer's 4 minutes.
+    #[arg(long, env = "DOORBUSTER_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
     /// How long a rendered home, product or department page is reused for visitors with an
     /// empty cart (orders placed by this replica refresh it at once); `0s` renders every request.
     #[arg(long, env = "DOORBUSTER_PAGE_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -250,7 +268,9 @@ impl ServeArgs {
         WebConfig {
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
-            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: self.body_read_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
             page_cache_ttl: self.page_cache_ttl,
             admin_token: self.load.admin_token.clone().filter(|t| !t.0.is_empty()),
             instance: self.telemetry.instance(),
@@ -290,9 +310,15 @@ pub enum LogFormat {
 pub struct WebConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Longest a client may take to send a request's body before it is answered 408.
+    pub body_read_timeout: Duration,
     /// Longest a client may take to send a request's head before the connection is closed, so a
-    /// crowd dribbling headers cannot hold every connection.
+    /// crowd dribbling headers, or just connecting and saying nothing, cannot hold every
+    /// connection. For a new connection it counts from the moment it is accepted; between
+    /// keep-alive requests, from the first byte of the next head.
     pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in flight before it is closed.
+    pub idle_timeout: Duration,
     /// How long a shared rendered page is reused; zero turns the page cache off (see
     /// [`crate::web::page_cache`]).
     pub page_cache_ttl: Duration,
@@ -308,7 +334,9 @@ impl Default for WebConfig {
         WebConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            body_read_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
             page_cache_ttl: Duration::from_secs(1),
             admin_token: None,
             instance: "local".to_owned(),

@@ -13,6 +13,8 @@
 //!
 //! - [`cli`] / [`config`]: the command line and every setting, with defaults, in one place.
 //! - [`server`]: start-up (connect, migrate, seed), `serve(listener, state, …)`, the drain sequence.
+//! - [`connections`]: the accept loop and the limits on every connection (header-read and idle
+//!   timeouts, making room when file descriptors run out, answering what is queued at shutdown).
 //! - [`state`]: the one `AppState` handed to every handler.
 //! - [`web`]: the route table and middleware; [`web::pages`] renders askama templates from
 //!   `templates/`, and [`web::page_cache`] keeps the rendered pages every visitor with an empty
@@ -41,6 +43,7 @@ pub mod cart;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod error;
 pub mod health;

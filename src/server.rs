@@ -5,8 +5,12 @@
 //! runs no lifecycle hooks) needs from the process itself:
 //! 1. the signal arrives: `/readyz` turns 503 at once and responses ask clients to reconnect
 //!    (`Connection: close`), while requests are still served;
-//! 2. after the drain delay, the listener stops accepting;
-//! 3. in-flight requests finish (bounded by the request timeout), then `serve` returns.
+//! 2. after the drain delay, the listener stops accepting: connections already queued in the
+//!    kernel are accepted and answered first, then it closes;
+//! 3. in-flight requests finish (bounded by the body-read and request timeouts), idle
+//!    connections close, then `serve` returns.
+//!
+//! Both listeners serve their connections through [`crate::connections`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use std::net::SocketAddr;
 
 use crate::config::{LogFormat, MigrateArgs, ServeArgs};
+use crate::connections::{self, Limits};
 use crate::db::seed::{self, SeedReport};
 use crate::db::{Db, redact_url};
 use crate::load::{Controls, default_max_in_flight};
@@ -115,9 +120,20 @@ pub async fn serve_admin(
     state: AppState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, web::admin_router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    // The same connection handling as the shop's: a silent client is no cheaper to hold here.
+    let table = state.connections.clone();
+    let limits = Limits::of(&state.config);
+    let finish_timeout = finish_timeout(&state.config);
+    connections::serve(
+        "admin",
+        listener,
+        web::admin_router(state),
+        limits,
+        table,
+        stop.cancelled_owned(),
+        finish_timeout,
+    )
+    .await
 }
 
 /// `doorbuster migrate`.
@@ -167,78 +183,42 @@ pub async fn prepare(db: &Db) -> Result<SeedReport, BoxError> {
     Ok(report)
 }
 
-/// Largest request head (request line and headers) accepted; beyond it the answer is 431.
-pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
-
 /// Serves `state`'s shop on `listener` until `shutdown` resolves, then drains (see the module
-/// documentation). HTTP/1.1 and HTTP/2, with a header-read timeout (a slowloris guard) and the head-size limit above.
+/// documentation). HTTP/1.1 and HTTP/2, each connection held to the header-read and idle
+/// timeouts and the head-size limit (see [`crate::connections`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     drain_delay: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-
     let health = state.health.clone();
-    // In-flight requests cannot outlive the request timeout; a little slack covers the write.
-    let finish_timeout = state.config.request_timeout + Duration::from_secs(1);
-    let header_read_timeout = state.config.header_read_timeout;
+    let table = state.connections.clone();
+    let limits = Limits::of(&state.config);
+    let finish_timeout = finish_timeout(&state.config);
     let app = web::router(state);
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
-    builder.http2().timer(TokioTimer::new());
-    let connections = GracefulShutdown::new();
-
     let drained = async move {
         shutdown.await;
         health.start_draining();
         tracing::info!(?drain_delay, "shutdown requested: not ready, still serving");
         tokio::time::sleep(drain_delay).await;
     };
-    tokio::pin!(drained);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let service = TowerToHyperService::new(app.clone());
-                    let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let connection = connections.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%error, "connection ended with an error");
-                        }
-                    });
-                }
-                // Out of file descriptors, or a connection reset before it was accepted: keep
-                // serving the connections we have, and try again shortly.
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut drained => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("listener closed, finishing in-flight requests");
-    tokio::select! {
-        () = connections.shutdown() => {}
-        () = tokio::time::sleep(finish_timeout) => {
-            tracing::warn!(?finish_timeout, "in-flight requests did not finish in time; exiting anyway");
-        }
-    }
-    Ok(())
+    connections::serve(
+        "shop",
+        listener,
+        app,
+        limits,
+        table,
+        drained,
+        finish_timeout,
+    )
+    .await
+}
+
+/// How long in-flight requests may take to finish once the listener is closed: a request cannot
+/// outlive its body-read and request timeouts; a little slack covers the write.
+fn finish_timeout(config: &crate::config::WebConfig) -> Duration {
+    config.body_read_timeout + config.request_timeout + Duration::from_secs(1)
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::checkout::{CheckoutError, Placed};
 use crate::config::WebConfig;
+use crate::connections::ConnectionTable;
 use crate::db::Db;
 use crate::health::Health;
 use crate::load::Controls;
@@ -27,6 +28,8 @@ pub struct Shared {
     pub controls: Arc<Controls>,
     /// Rendered pages shared by visitors with an empty cart.
     pub pages: Arc<PageCache>,
+    /// Every open connection, shop and admin port alike (see [`crate::connections`]).
+    pub connections: Arc<ConnectionTable>,
 }
 
 impl Deref for AppState {
@@ -64,6 +67,7 @@ impl AppState {
             config: Arc::new(config),
             metrics,
             controls,
+            connections: Arc::default(),
         }))
     }
 

@@ -1,13 +1,15 @@
 //! The HTTP surface: one route table and one deliberately ordered stack of layers.
 //!
 //! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
-//! draining shop still answers its orchestrator. Everything else passes through three layers:
-//! [`around_request`], which does in order what every request needs (request span and metrics
-//! ([`observe`]) → load shedding → timeout → the load-target costs ([`crate::load`]) → panic
-//! catcher, then on the way out error bodies for bare statuses, security headers on every
-//! response, errors included, and `Connection: close` while draining); compression for clients
-//! that accept it ([`compress`]); and the body limit. Each layer costs every request a clone of
-//! the inner stack and a boxed future, which is why the per-request work shares one.
+//! draining shop still answers its orchestrator; a one-line layer gives them the security headers.
+//! Everything else passes through three layers: [`around_request`], which does in order what
+//! every request needs (request span and metrics ([`observe`]) → reading the body whole, within
+//! the body-read timeout, before the request counts as in flight → load shedding → timeout → the
+//! load-target costs ([`crate::load`]) → panic catcher, then on the way out error bodies for bare
+//! statuses, security headers on every response, errors included, and `Connection: close` while
+//! draining); compression for clients that accept it ([`compress`]); and the body limit. Each
+//! layer costs every request a clone of the inner stack and a boxed future, which is why the
+//! per-request work shares one.
 
 pub mod api;
 pub mod art;
@@ -25,14 +27,16 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tower::ServiceBuilder;
 
+use crate::config::WebConfig;
 use crate::error::Problem;
 use crate::health::{self, Health};
 use crate::state::AppState;
@@ -74,6 +78,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // Only the security headers: probes stay out of the traced and timed stack.
+        .layer(middleware::map_response(secure_probe))
         .merge(shop)
         .with_state(state)
 }
@@ -97,8 +103,9 @@ fn is_api(request: &Request) -> bool {
 }
 
 /// Everything the shop does around a request, in this order, in one layer: observe it (span,
-/// metrics), shed it when over the in-flight bound, bound its time, apply the load-target costs,
-/// catch a panicking handler, then finish the response (error body, security headers, draining).
+/// metrics), read its body, shed it when over the in-flight bound, bound its time, apply the
+/// load-target costs, catch a panicking handler, then finish the response (error body, security
+/// headers, draining).
 /// One layer rather than one per step because each layer costs every request a clone of the
 /// inner stack and a boxed future: with six of them that was a third of serving a cached page.
 async fn around_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -112,9 +119,21 @@ async fn around_request(State(state): State<AppState>, request: Request, next: N
     finish_response(&state.health, &method, uri.path(), response)
 }
 
-/// Sheds, times and serves one request; a panic or a timeout becomes a bare status that
-/// [`finish_response`] fills in.
+/// Reads the body, then sheds, times and serves one request; a slow or oversized body, a panic
+/// or a timeout becomes a bare status that [`finish_response`] fills in.
 async fn admit_and_serve(state: &AppState, request: Request, next: Next) -> Response {
+    // The body is read whole before the request takes an in-flight slot: a client dribbling its
+    // body would otherwise hold a slot for the whole request timeout, and a crowd of them would
+    // get everyone else shed. Requests without a body (every page view) skip this at the cost of
+    // one check.
+    let request = if request.body().is_end_stream() {
+        request
+    } else {
+        match read_body(&state.config, request).await {
+            Ok(request) => request,
+            Err(status) => return status.into_response(),
+        }
+    };
     // Overload protection: beyond the in-flight bound, answer 503 with `Retry-After` at once
     // rather than queue (a queue only turns overload into timeouts). Probes never get here.
     let Some(_permit) = state.controls.try_admit() else {
@@ -138,6 +157,45 @@ async fn admit_and_serve(state: &AppState, request: Request, next: Next) -> Resp
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Err(_elapsed) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// The request with its body read whole, within the body-read timeout and the size limit:
+/// otherwise 408, 413, or 400 for a body that broke off.
+async fn read_body(config: &WebConfig, request: Request) -> Result<Request, StatusCode> {
+    let limit = config.max_body_bytes;
+    let (parts, body) = request.into_parts();
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let read = async {
+        let mut chunks = body.into_data_stream();
+        // Most bodies arrive in one chunk, which is kept as it is; only more are copied together.
+        let mut first: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        let mut length = 0;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+            length += chunk.len();
+            if length > limit {
+                return Err(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            if first.is_none() && joined.is_empty() {
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&chunk);
+        }
+        Ok(first.unwrap_or_else(|| Bytes::from(joined)))
+    };
+    match tokio::time::timeout(config.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(status)) => Err(status),
+        Err(_elapsed) => Err(StatusCode::REQUEST_TIMEOUT),
     }
 }
 
@@ -207,6 +265,13 @@ static SECURITY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     ])
 });
 
+/// The probes' only layer: the security headers (the probes skip [`around_request`], which adds
+/// them to everything else).
+async fn secure_probe(mut response: Response) -> Response {
+    response.headers_mut().extend(SECURITY_HEADERS.clone());
+    response
+}
+
 /// A header map that already holds the security headers, plus `extra`. Responses built on it
 /// (the pages) skip [`finish_response`]'s inserts: cloning a ready map is one copy, where adding
 /// the set is a hash and a probe per header, a tenth of serving a cached page.
@@ -259,7 +324,11 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
         StatusCode::PAYLOAD_TOO_LARGE => {
             "The request body is too large; send a smaller one.".to_owned()
         }
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => format!(
+        StatusCode::REQUEST_TIMEOUT => {
+            "The request body arrived too slowly. Send the request again, body and all at once."
+                .to_owned()
+        }
+        StatusCode::SERVICE_UNAVAILABLE => format!(
             "The shop took too long to answer. Try again in {} seconds.",
             crate::error::RETRY_AFTER_SECONDS
         ),
@@ -270,11 +339,18 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
         _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     };
     // Both renderings add `Retry-After` to a 503.
-    if is_api {
+    let mut filled = if is_api {
         Problem::for_status(status, detail).into_response_with_status()
     } else {
         pages::error_page(status, &detail)
+    };
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still arrive: this connection cannot carry another request.
+        filled
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    filled
 }
 
 /// `Cache-Control` for responses that must not be stored (pages show a per-visitor cart).

@@ -8,6 +8,7 @@ mod api_errors;
 mod cart;
 mod catalog;
 mod checkout;
+mod connections;
 mod docs;
 mod faults;
 mod forms;

@@ -47,3 +47,35 @@ async fn footer_shows_the_serving_pod_and_node() {
         "{html}"
     );
 }
+
+/// The probes carry the same security headers as every other response (once each), healthy,
+/// not ready and draining alike, although they sit outside the traced and timed layer stack.
+#[tokio::test]
+async fn probes_carry_the_security_headers() {
+    let app = crate::support::TestApp::sqlite().await;
+    let mut responses = vec![
+        ("/healthz", app.get("/healthz").await),
+        ("/readyz", app.get("/readyz").await),
+    ];
+    app.state.health.start_draining();
+    responses.push(("/readyz while draining", app.get("/readyz").await));
+    for (what, response) in responses {
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+            ("x-frame-options", "DENY"),
+            ("cross-origin-opener-policy", "same-origin"),
+            (
+                "content-security-policy",
+                doorbuster::web::CONTENT_SECURITY_POLICY,
+            ),
+        ] {
+            assert_eq!(response.header(name), value, "{what} {name}");
+            assert_eq!(
+                response.headers.get_all(name).iter().count(),
+                1,
+                "{what} {name}"
+            );
+        }
+    }
+}
