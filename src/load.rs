@@ -4,10 +4,17 @@
 //!
 //! A Rust shop answers thousands of requests per second per core; an autoscaling demo has to react
 //! at a few hundred. These knobs make one pod saturate at demo size, and make slow dependencies,
-//! errors and load shedding visible. All are off by default, settable at start (`DOORBUSTER_*`)
+//! errors and load shedding visible.
+//!
+//! The CPU work never runs where the runtime's own tasks do: it is burnt on blocking threads, at
+//! most one per CPU at a time ([`Controls::burn`]), so probes, the admin API and the accept loop
+//! keep getting a share of every core (with the burn on the async workers, a demo setting pushed
+//! `/healthz` past the probes' 2 s timeout). A burn stops when its request is abandoned (the
+//! request timeout), and one request may burn at most [`MAX_CPU_MS`]. All are off by default, settable at start (`DOORBUSTER_*`)
 //! and changeable at run time through the admin API ([`crate::web::control`]).
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,11 +64,22 @@ pub struct Cost {
     pub error_rate: f64,
 }
 
+/// Most CPU time one request may burn, in milliseconds. A second per request already makes one
+/// core serve one request a second; beyond it a single request holds a core longer than any
+/// probe or client waits.
+pub const MAX_CPU_MS: f64 = 1_000.0;
+
 impl Cost {
     fn validate(&self, group: &str) -> Result<(), String> {
         let ok = |v: f64| v.is_finite() && (0.0..=60_000.0).contains(&v);
-        if !ok(self.cpu_ms) || !ok(self.latency_min_ms) || !ok(self.latency_max_ms) {
-            return Err(format!("{group}: times must be between 0 and 60000 ms"));
+        if !self.cpu_ms.is_finite() || !(0.0..=MAX_CPU_MS).contains(&self.cpu_ms) {
+            return Err(format!(
+                "{group}: cpu_ms must be between 0 and {MAX_CPU_MS} ms (one request may burn at \
+                 most a second of CPU)"
+            ));
+        }
+        if !ok(self.latency_min_ms) || !ok(self.latency_max_ms) {
+            return Err(format!("{group}: latencies must be between 0 and 60000 ms"));
         }
         if self.latency_min_ms > self.latency_max_ms {
             return Err(format!(
@@ -279,6 +297,8 @@ pub struct Controls {
     rng: Mutex<StdRng>,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    /// One permit per CPU: how many requests may burn CPU at once.
+    burners: Semaphore,
 }
 
 impl Controls {
@@ -294,6 +314,8 @@ impl Controls {
             rng: Mutex::new(rng),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            // `available_parallelism` honours the container's CPU limit (cgroup `cpu.max`).
+            burners: Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
         })
     }
 
@@ -329,6 +351,28 @@ impl Controls {
     /// A slot for one request, or `None` when the bound is reached (the caller sheds it).
     pub fn try_admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.in_flight.clone().try_acquire_owned().ok()
+    }
+
+    /// Burns `amount` of CPU time for one request, on a blocking thread, waiting for a turn when
+    /// every CPU already burns for another request. Dropping the future (the request timed out)
+    /// stops the burn within microseconds.
+    pub async fn burn(&self, amount: Duration) {
+        if amount.is_zero() {
+            return;
+        }
+        let Ok(_turn) = self.burners.acquire().await else {
+            return;
+        };
+        /// Tells the burning thread to stop when the request goes away.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = stop.0.clone();
+        let _ = tokio::task::spawn_blocking(move || burn_cpu(amount, &flag)).await;
     }
 
     /// The latency to add to one request of `group`.
@@ -378,8 +422,9 @@ pub fn default_max_in_flight() -> usize {
 }
 
 /// Burns `amount` of this thread's CPU time with real work (hashing), measured from the thread's
-/// own CPU clock so that time spent preempted does not count as work done.
-pub fn burn_cpu(amount: Duration) {
+/// own CPU clock so that time spent preempted does not count as work done; stops early once
+/// `stop` is set.
+pub fn burn_cpu(amount: Duration, stop: &AtomicBool) {
     if amount.is_zero() {
         return;
     }
@@ -399,7 +444,7 @@ pub fn burn_cpu(amount: Duration) {
             // No per-thread clock (not Linux): fall back to wall time.
             _ => started_wall.elapsed(),
         };
-        if done >= amount {
+        if done >= amount || stop.load(Ordering::Relaxed) {
             break;
         }
     }
@@ -464,7 +509,37 @@ mod tests {
     #[test]
     fn burn_cpu_takes_about_the_asked_time() {
         let start = Instant::now();
-        burn_cpu(Duration::from_millis(20));
+        burn_cpu(Duration::from_millis(20), &AtomicBool::new(false));
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_burn_stops_when_told() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let burning = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                burn_cpu(Duration::from_secs(30), &stop);
+                start.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        assert!(burning.join().unwrap() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_request_may_burn_at_most_a_second() {
+        let cost = |cpu_ms| Knobs {
+            api: Cost {
+                cpu_ms,
+                ..Cost::default()
+            },
+            ..Knobs::default()
+        };
+        assert!(cost(1000.0).validate().is_ok());
+        let refused = cost(1000.5).validate().unwrap_err();
+        assert!(refused.contains("1000 ms"), "{refused}");
     }
 }

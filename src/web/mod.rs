@@ -210,7 +210,10 @@ async fn apply_costs(state: &AppState, request: Request, next: Next) -> Response
         tokio::time::sleep(delay).await;
     }
     if cost.cpu_ms > 0.0 {
-        crate::load::burn_cpu(Duration::from_secs_f64(cost.cpu_ms / 1000.0));
+        state
+            .controls
+            .burn(Duration::from_secs_f64(cost.cpu_ms / 1000.0))
+            .await;
     }
     if let Some(fault) = state.controls.fault(&cost) {
         let status = match fault {

@@ -36,10 +36,10 @@ async fn build(knobs: Knobs, max_in_flight: usize, token: Option<&str>) -> (Test
     (app, state)
 }
 
-async fn get(state: &AppState, uri: &str) -> (StatusCode, Duration) {
+async fn get(state: impl std::borrow::Borrow<AppState>, uri: &str) -> (StatusCode, Duration) {
     use tower::ServiceExt;
     let started = Instant::now();
-    let response = doorbuster::web::router(state.clone())
+    let response = doorbuster::web::router(state.borrow().clone())
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -397,4 +397,122 @@ async fn control_token_takes_any_case_of_bearer_and_only_the_exact_token() {
     ] {
         assert_eq!(status(refused).await, StatusCode::UNAUTHORIZED, "{refused}");
     }
+}
+
+/// CPU work never runs where the runtime's own tasks do: with more requests burning a second of
+/// CPU each than there are worker threads, `/healthz`, `/readyz` and the admin API still answer
+/// at once (when the burn ran on the workers, they waited for it), and `/readyz` stays ready:
+/// busy is not broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_knob_never_stalls_probes_or_the_admin_api() {
+    let knobs = pages(Cost {
+        cpu_ms: 1000.0,
+        ..Cost::default()
+    });
+    let (app, state) = app_with(knobs, 100, None).await;
+    let burning: Vec<_> = (0..4)
+        .map(|_| {
+            let state = state.clone();
+            tokio::spawn(get(state, "/cart"))
+        })
+        .collect();
+    // A thread's sleep, not the runtime's: with the burn on the workers, nothing drove the
+    // runtime's timers either.
+    std::thread::sleep(Duration::from_millis(100));
+    // Each probe is a task on the runtime's workers, as a server's connections are (the test's
+    // own body runs on a thread of its own), timed from before it is spawned.
+    for uri in ["/healthz", "/readyz"] {
+        let started = Instant::now();
+        let (status, _) = tokio::spawn(get(state.clone(), uri)).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(took < Duration::from_millis(500), "{uri} took {took:?}");
+    }
+    let admin = state.clone();
+    let started = Instant::now();
+    let status = tokio::spawn(async move {
+        use tower::ServiceExt;
+        doorbuster::web::admin_router(admin)
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < Duration::from_millis(500), "/metrics took {took:?}");
+    for request in burning {
+        assert_eq!(request.await.unwrap().0, StatusCode::OK);
+    }
+    drop(app);
+}
+
+/// The request timeout ends a burn: a page asked to burn a second, with a 200 ms request
+/// timeout, is answered 503 within a fraction of that second (the burn used to run to its end,
+/// and the page was then served late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_ends_a_burn() {
+    let app = TestApp::sqlite().await;
+    let config = WebConfig {
+        request_timeout: Duration::from_millis(200),
+        ..WebConfig::default()
+    };
+    let knobs = pages(Cost {
+        cpu_ms: 1000.0,
+        ..Cost::default()
+    });
+    let state = AppState::with_controls(
+        app.state.db.clone(),
+        config,
+        app.state.metrics.clone(),
+        Controls::new(knobs, 100, None),
+    );
+    let (status, took) = get(&state, "/cart").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < Duration::from_millis(800), "answered after {took:?}");
+}
+
+/// One request may burn at most a second of CPU: the control API refuses more with a 422 that
+/// gives the limit, and so does the start-up setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_work_above_a_second_is_refused_with_the_limit() {
+    let (_app, state) = app_with(Knobs::default(), 100, Some("t0ken")).await;
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let admin_server = tokio::spawn(server::serve_admin(admin, state.clone(), stop.clone()));
+    let (status, body) = admin_call(
+        &admin_url,
+        reqwest::Method::PUT,
+        "/control",
+        Some("t0ken"),
+        Some(r#"{"pages": {"cpu_ms": 10000}}"#),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("1000 ms"), "{body}");
+    assert_eq!(state.controls.knobs(), Knobs::default(), "nothing changed");
+    stop.cancel();
+    admin_server.await.unwrap().unwrap();
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_doorbuster"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+        ])
+        .env("DATABASE_URL", "sqlite::memory:")
+        .env("DOORBUSTER_CPU_WORK", "pages=10s")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1000 ms"), "{stderr}");
 }
