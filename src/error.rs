@@ -333,6 +333,13 @@ impl<E: Into<AppError>> From<E> for PageError {
     }
 }
 
+impl PageError {
+    /// Logs a server-side cause, for a handler that answers the error with a page of its own.
+    pub fn log(&self) {
+        self.0.log_if_server_error();
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         self.0.log_if_server_error();

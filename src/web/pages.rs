@@ -849,9 +849,38 @@ pub async fn checkout_submit(
             ],
             key: new_form_key(),
         },
-        Err(error) => return Err(AppError::from(error).into()),
+        // The cart holds only products that exist (`cart_rows` drops the rest): a product that
+        // vanished since is the 422 page.
+        Err(error @ CheckoutError::UnknownProducts(_)) => return Err(AppError::from(error).into()),
+        Err(CheckoutError::Db(error)) => {
+            let error = AppError::from(error);
+            if error.status() != StatusCode::SERVICE_UNAVAILABLE {
+                return Err(error.into());
+            }
+            // Nothing was written, or it is not known whether the order was: either way the
+            // same form, with the same key, is what the shopper should send again. It places
+            // the order once, or finds the one already placed.
+            let detail = error.detail();
+            PageError(error).log();
+            CheckoutAgain {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                errors: Vec::new(),
+                alerts: vec![format!(
+                    "{detail} Press “Place order” again in a moment: this form places at most \
+                     one order."
+                )],
+                key: key.to_owned(),
+            }
+        }
     };
-    again.render(&state, &cart, rows, subtotal, &form).await
+    let mut response = again.render(&state, &cart, rows, subtotal, &form).await?;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
+        );
+    }
+    Ok(response)
 }
 
 /// The checkout form shown again after a submit that placed no order: what went wrong, and the

@@ -211,6 +211,11 @@ async fn a_full_disk_never_loses_an_accepted_order() {
     );
     assert!(form.header("content-type").starts_with("text/html"));
     assert!(!form.header("retry-after").is_empty());
+    assert!(
+        form.text().contains(r#"value="form-disk-full-1""#),
+        "the form comes back with its key, so sending it again places one order: {}",
+        form.text()
+    );
 
     // Space comes back: the shop recovers by itself.
     std::fs::remove_file(&filler).unwrap();
