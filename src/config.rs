@@ -40,7 +40,7 @@ pub struct DatabaseArgs {
     pub db_statement_timeout: Duration,
 
     /// Size in MiB the SQLite write-ahead log is kept under: the writer truncates it once it
-    /// passes a quarter of this. `0` leaves it unbounded (only for comparisons).
+    /// passes half of this. `0` leaves it unbounded (only for comparisons).
     #[arg(long, env = "DOORBUSTER_SQLITE_WAL_MAX_MB", default_value_t = 64)]
     pub sqlite_wal_max_mb: u64,
 }

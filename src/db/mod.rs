@@ -9,10 +9,12 @@
 //!
 //! SQLite gets two pools over the same file: many readers (WAL lets them run alongside a writer) and
 //! a single writer, so that concurrent checkouts queue inside the process instead of failing with
-//! "database is locked". A passive checkpoint every [`CHECKPOINT_INTERVAL`] on a reader moves the
-//! WAL into the database file without holding up the writer; it cannot shrink the WAL while readers
-//! keep reading, so the writer also truncates the WAL itself, between transactions, once it passes
-//! a quarter of [`DbOptions::sqlite_wal_max`] (a checkout surge grew it past a gigabyte before).
+//! "database is locked". A passive checkpoint on a reader moves the WAL into the database file
+//! without holding up the writer, every [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by
+//! [`CHECKPOINT_EVERY_BYTES`]; it cannot shrink the WAL while readers keep reading, so the writer
+//! also truncates the WAL itself, between transactions, once it passes half of
+//! [`DbOptions::sqlite_wal_max`] (a checkout surge grew it past a gigabyte before). The passive
+//! checkpoints leave that truncation little to copy, so it holds the writer only briefly.
 //!
 //! Every call goes through [`Db::call`], which bounds it by the statement timeout and tells
 //! [`status::StoreStatus`] how it went; `/readyz` asks [`Db::readiness`]. A connection whose write
@@ -27,15 +29,16 @@ pub mod status;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions as _, Connection as _, PgPool, SqlitePool};
+use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use status::StoreStatus;
+use status::{FaultKind, StoreStatus};
 
 /// Expands `$body` once per engine with `$pool` bound to a pool that may serve reads.
 macro_rules! with_reader {
@@ -76,8 +79,8 @@ pub struct DbOptions {
     /// Longest one database call (a query, or a checkout's whole transaction) may take before it
     /// is abandoned with a 503; also PostgreSQL's own `statement_timeout`.
     pub statement_timeout: Duration,
-    /// The size the SQLite WAL is kept under (bytes): the writer truncates it once it passes a
-    /// quarter of this. Zero leaves the WAL unbounded (for benchmarks comparing the two).
+    /// The size the SQLite WAL is kept under (bytes): the writer truncates it once it passes
+    /// half of this. Zero leaves the WAL unbounded (for benchmarks comparing the two).
     pub sqlite_wal_max: u64,
 }
 
@@ -107,8 +110,13 @@ impl std::fmt::Debug for DbOptions {
     }
 }
 
-/// How often the WAL of a SQLite file is checkpointed into the database file.
+/// How often the WAL of a SQLite file is checkpointed into the database file, at the least.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// WAL growth that brings the next passive checkpoint forward: a surge writes tens of megabytes a
+/// second, and what the passive checkpoints leave is what the writer's truncation must copy
+/// while every checkout waits.
+pub const CHECKPOINT_EVERY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The default bound on the SQLite WAL: a quarter of the 256 MiB volume the manifests give `/data`.
 pub const DEFAULT_SQLITE_WAL_MAX: u64 = 64 * 1024 * 1024;
@@ -143,6 +151,9 @@ struct SqliteFile {
     wal_truncate_at: u64,
     /// Set while a truncation is queued, so one surge queues one, not one per checkout.
     truncating: AtomicBool,
+    /// The WAL size when a passive checkpoint was last asked for, and how to ask for one.
+    checkpoint_asked_at: AtomicU64,
+    checkpoint_now: Notify,
 }
 
 impl SqliteFile {
@@ -153,8 +164,10 @@ impl SqliteFile {
             path: path.to_owned(),
             wal: PathBuf::from(wal),
             identity: file_identity(path)?,
-            wal_truncate_at: wal_max / 4,
+            wal_truncate_at: wal_max / 2,
             truncating: AtomicBool::new(false),
+            checkpoint_asked_at: AtomicU64::new(0),
+            checkpoint_now: Notify::new(),
         })
     }
 
@@ -191,10 +204,11 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     std::fs::metadata(path).map(|_| (0, 0))
 }
 
-/// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] through `reader`, without waiting for the
-/// writer or readers (`PASSIVE`, what SQLite's automatic checkpoint does too), until `stop`.
-/// A failure is logged when it starts and when it ends, not every second.
-fn spawn_checkpoints(reader: SqlitePool, stop: CancellationToken) {
+/// Checkpoints the WAL through `reader` every [`CHECKPOINT_INTERVAL`] and when the writer asks
+/// (see [`CHECKPOINT_EVERY_BYTES`]), without waiting for the writer or readers (`PASSIVE`, what
+/// SQLite's automatic checkpoint does too), until `stop`. A failure is logged when it starts and
+/// when it ends, not every second.
+fn spawn_checkpoints(reader: SqlitePool, file: Arc<SqliteFile>, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -203,6 +217,7 @@ fn spawn_checkpoints(reader: SqlitePool, stop: CancellationToken) {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
+                () = file.checkpoint_now.notified() => {}
             }
             if reader.is_closed() {
                 return;
@@ -466,11 +481,12 @@ impl Db {
                 .connect_with(connect)
                 .await?;
             let stop = CancellationToken::new();
-            spawn_checkpoints(reader.clone(), stop.clone());
+            let file = Arc::new(file);
+            spawn_checkpoints(reader.clone(), file.clone(), stop.clone());
             SqliteStore {
                 reader,
                 writer,
-                file: Some(Arc::new(file)),
+                file: Some(file),
                 _checkpoints: Some(Arc::new(stop.drop_guard())),
             }
         };
@@ -563,7 +579,12 @@ impl Db {
             let result = call.instrument(tracing::Span::none()).await;
             match &result {
                 Ok(_) => self.status.read_ok(),
-                Err(error) => self.status.failed(error),
+                Err(error) => {
+                    self.status.failed(error);
+                    if status::fault_of(error).is_some_and(|f| f.kind == FaultKind::Unwritable) {
+                        self.shrink_wal();
+                    }
+                }
             }
             if let Some(dependency) = untraced {
                 dependency.finish(result.is_err());
@@ -595,16 +616,40 @@ impl Db {
     /// Called after every committed write: records it, and keeps the SQLite WAL bounded.
     pub(crate) fn committed(&self) {
         self.status.write_ok();
+        let Store::Sqlite(SqliteStore {
+            writer,
+            file: Some(file),
+            ..
+        }) = &self.store
+        else {
+            return;
+        };
+        let wal = file.wal_len();
+        if wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + CHECKPOINT_EVERY_BYTES {
+            file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
+            file.checkpoint_now.notify_one();
+        }
+        if file.wal_truncate_at > 0
+            && wal > file.wal_truncate_at
+            && !file.truncating.swap(true, Ordering::AcqRel)
+        {
+            tokio::spawn(truncate_wal(writer.clone(), file.clone(), false));
+        }
+    }
+
+    /// After a write failed for want of space (or an I/O error): the WAL may be what fills the
+    /// volume, and no commit will succeed to truncate it, so try now. Quiet, because the fault is
+    /// already logged; a failed attempt is retried after the next failure.
+    fn shrink_wal(&self) {
         if let Store::Sqlite(SqliteStore {
             writer,
             file: Some(file),
             ..
         }) = &self.store
-            && file.wal_truncate_at > 0
-            && file.wal_len() > file.wal_truncate_at
+            && file.wal_len() > 0
             && !file.truncating.swap(true, Ordering::AcqRel)
         {
-            tokio::spawn(truncate_wal(writer.clone(), file.clone()));
+            tokio::spawn(truncate_wal(writer.clone(), file.clone(), true));
         }
     }
 
@@ -687,7 +732,8 @@ impl Db {
 /// Truncates the SQLite WAL through the writer, between two transactions: a `TRUNCATE`
 /// checkpoint copies what is left into the database file, waits for readers still reading old
 /// frames (briefly: new readers read the file once it is up to date), and empties the WAL.
-async fn truncate_wal(writer: SqlitePool, file: Arc<SqliteFile>) {
+/// `quiet` logs a failure at debug level only (for attempts made while a fault is on record).
+async fn truncate_wal(writer: SqlitePool, file: Arc<SqliteFile>, quiet: bool) {
     let result = async {
         let mut conn = writer.acquire().await?;
         // Do not hold the writer for the 5 s busy timeout if readers stay on old frames: the
@@ -713,8 +759,10 @@ async fn truncate_wal(writer: SqlitePool, file: Arc<SqliteFile>) {
                 "WAL truncation postponed: readers still on it"
             )
         }
+        Err(error) if quiet => tracing::debug!(%error, "WAL truncation failed"),
         Err(error) => tracing::warn!(%error, "WAL truncation failed"),
     }
+    file.checkpoint_asked_at.store(0, Ordering::Relaxed);
     file.truncating.store(false, Ordering::Release);
 }
 
