@@ -124,7 +124,8 @@ pub const DEFAULT_SQLITE_WAL_MAX: u64 = 64 * 1024 * 1024;
 /// How long `/readyz` waits for a probe of the database before calling it down.
 pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A store that committed a write this recently is up: readiness does not probe it.
+/// A store that committed a write this recently is up, and one whose calls met a fault this
+/// recently is down: readiness does not probe either.
 const RECENT_WRITE: Duration = Duration::from_secs(2);
 
 /// The SQLite pools: see the module documentation for why there are two.
@@ -147,8 +148,12 @@ struct SqliteFile {
     /// Device and inode at open: a path that no longer leads to them is a file deleted, moved
     /// away or replaced, whose writes would be lost.
     identity: (u64, u64),
-    /// The WAL size beyond which the writer truncates it (zero: never).
+    /// Half the configured WAL bound (zero: unbounded).
     wal_truncate_at: u64,
+    /// The WAL size beyond which the writer truncates it now (zero: never): half the bound, or
+    /// on a volume too small for that, half of what the WAL could grow into (see
+    /// [`SqliteFile::refresh_mark`]).
+    truncate_mark: AtomicU64,
     /// Set while a truncation is queued, so one surge queues one, not one per checkout.
     truncating: AtomicBool,
     /// The WAL size when a passive checkpoint was last asked for, and how to ask for one.
@@ -165,6 +170,7 @@ impl SqliteFile {
             wal: PathBuf::from(wal),
             identity: file_identity(path)?,
             wal_truncate_at: wal_max / 2,
+            truncate_mark: AtomicU64::new(wal_max / 2),
             truncating: AtomicBool::new(false),
             checkpoint_asked_at: AtomicU64::new(0),
             checkpoint_now: Notify::new(),
@@ -190,6 +196,40 @@ impl SqliteFile {
     fn wal_len(&self) -> u64 {
         std::fs::metadata(&self.wal).map_or(0, |m| m.len())
     }
+
+    /// Sets the truncation mark from the space the volume has left: on a volume smaller than the
+    /// bound, a WAL allowed to reach the bound would fill it by itself, and a full volume cannot
+    /// be checkpointed (copying the WAL into the database file needs room to grow it). So the WAL
+    /// is truncated at half of what it could grow into, the free space plus what it already
+    /// holds. Called at open and after every passive checkpoint.
+    fn refresh_mark(&self) {
+        if self.wal_truncate_at == 0 {
+            return;
+        }
+        let wal = self.wal_len();
+        let mark = match free_space(&self.path) {
+            Some(free) => self.wal_truncate_at.min((free + wal) / 2),
+            None => self.wal_truncate_at,
+        };
+        self.truncate_mark
+            .store(mark.max(MIN_TRUNCATE_MARK), Ordering::Relaxed);
+    }
+}
+
+/// The smallest WAL worth truncating: below it, truncations would come every few orders.
+const MIN_TRUNCATE_MARK: u64 = 128 * 1024;
+
+/// Bytes an unprivileged writer may still use on the volume holding `path`.
+#[cfg(unix)]
+fn free_space(path: &Path) -> Option<u64> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_space(_path: &Path) -> Option<u64> {
+    None
 }
 
 #[cfg(unix)]
@@ -244,6 +284,7 @@ fn spawn_checkpoints(reader: SqlitePool, file: Arc<SqliteFile>, stop: Cancellati
                     }
                 }
             }
+            file.refresh_mark();
         }
     });
 }
@@ -462,6 +503,7 @@ impl Db {
             let file = SqliteFile::open(&path, options.sqlite_wal_max).map_err(|error| {
                 DbError::FileGone(format!("cannot read {}: {error}", path.display()))
             })?;
+            file.refresh_mark();
             // The WAL is also cut back to this size whenever SQLite restarts it (-1: never).
             let size_limit = match file.wal_truncate_at {
                 0 => "-1".to_owned(),
@@ -625,14 +667,14 @@ impl Db {
             return;
         };
         let wal = file.wal_len();
-        if wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + CHECKPOINT_EVERY_BYTES {
+        let mark = file.truncate_mark.load(Ordering::Relaxed);
+        // Passive checkpoints every 4 MiB, or more often on a volume too small for that.
+        let step = CHECKPOINT_EVERY_BYTES.min(mark / 2).max(1);
+        if wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + step {
             file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
             file.checkpoint_now.notify_one();
         }
-        if file.wal_truncate_at > 0
-            && wal > file.wal_truncate_at
-            && !file.truncating.swap(true, Ordering::AcqRel)
-        {
+        if file.wal_truncate_at > 0 && wal > mark && !file.truncating.swap(true, Ordering::AcqRel) {
             tokio::spawn(truncate_wal(writer.clone(), file.clone(), false));
         }
     }
@@ -692,16 +734,19 @@ impl Db {
     ///
     /// The file check is a `stat`. A store that committed a write within [`RECENT_WRITE`] is up
     /// and is not probed: a probe would queue behind the very surge that keeps it busy, and a
-    /// busy shop is not a broken one. Otherwise, or while a fault that real calls met is on
-    /// record, one small write is committed: reads alone would call a full disk or a read-only
-    /// file ready.
+    /// busy shop is not a broken one. A store whose calls met a fault that recently is down, also
+    /// without a probe (one small write may still fit on a volume where no checkout does).
+    /// Otherwise one small write is committed: reads alone would call a full disk or a
+    /// read-only file ready.
     pub async fn readiness(&self) -> Result<(), String> {
         if let Err(error) = self.check_file() {
             self.status.failed(&error);
             return Err(error.to_string());
         }
-        if self.status.fault().is_none() && self.status.wrote_within(RECENT_WRITE) {
-            return Ok(());
+        match self.status.fault() {
+            None if self.status.wrote_within(RECENT_WRITE) => return Ok(()),
+            Some(fault) if self.status.faulted_within(RECENT_WRITE) => return Err(fault.reason),
+            _ => {}
         }
         match tokio::time::timeout(READY_PROBE_TIMEOUT, self.probe_write()).await {
             Ok(Ok(())) => Ok(()),

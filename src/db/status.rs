@@ -42,6 +42,8 @@ pub struct StoreStatus {
     fault: Mutex<Option<Fault>>,
     /// Milliseconds after `epoch` at which a write last committed (0: never).
     last_write_ms: AtomicU64,
+    /// Milliseconds after `epoch` at which a call last met a fault (0: never).
+    last_fault_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -51,6 +53,7 @@ impl Default for StoreStatus {
             faulted: AtomicBool::new(false),
             fault: Mutex::new(None),
             last_write_ms: AtomicU64::new(0),
+            last_fault_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -69,6 +72,14 @@ impl StoreStatus {
     /// if a probe would now have to queue behind a surge of checkouts.
     pub fn wrote_within(&self, window: Duration) -> bool {
         let last = self.last_write_ms.load(Ordering::Relaxed);
+        last != 0 && self.now_ms().saturating_sub(last) <= window.as_millis() as u64
+    }
+
+    /// Whether a call met a fault within `window`: then a probe that gets through proves little
+    /// (one small write can still fit where a checkout does not) and readiness stays false
+    /// without probing, rather than flapping.
+    pub fn faulted_within(&self, window: Duration) -> bool {
+        let last = self.last_fault_ms.load(Ordering::Relaxed);
         last != 0 && self.now_ms().saturating_sub(last) <= window.as_millis() as u64
     }
 
@@ -96,6 +107,8 @@ impl StoreStatus {
 
     /// Records `fault` (logged only when it starts or its reason changes).
     pub fn set(&self, fault: Fault) {
+        self.last_fault_ms
+            .store(self.now_ms().max(1), Ordering::Relaxed);
         let mut current = self.lock();
         if current.as_ref() != Some(&fault) {
             tracing::warn!(reason = %fault.reason, "store unavailable: {}", fault.reason);
