@@ -14,6 +14,10 @@ source tree (for the prometheus-adapter rule files). Checks:
 - References inside one overlay resolve: the ScaledObject's and HPAs' target Deployment exists and
   no Deployment has two autoscalers; the ServiceMonitor selects a Service that has its port; every
   Service selects pods and targets a named container port; probes use named ports that exist.
+- Every container (init containers included) that has `args` has a `command`: the ACI provider
+  behind virtual nodes refuses `args` without `command` ("ACI does not support providing args
+  without specifying the command"), and a pod already bound to the virtual node never reschedules.
+  Doorbuster containers' `command` is the Dockerfile's ENTRYPOINT.
 - Doorbuster containers use a tagged image; the grace period outlasts the drain.
 - The Grafana dashboard ConfigMap is labelled for the sidecar, is valid JSON, and queries only
   metric names Doorbuster (or kube-state-metrics / cAdvisor) exports.
@@ -186,13 +190,50 @@ def promql_metrics(expr: str) -> set[str]:
 # ---- checks ------------------------------------------------------------------------------------
 
 
-def check_overlay(overlay: str, docs: list[dict]) -> None:
+def all_containers(spec: dict) -> list[tuple[str, dict]]:
+    """(kind, container) for the containers, init containers and ephemeral containers of a pod."""
+    return [
+        (kind, c)
+        for kind in ("containers", "initContainers", "ephemeralContainers")
+        for c in spec.get(kind) or []
+    ]
+
+
+def dockerfile_entrypoint(dockerfile: Path) -> list[str] | None:
+    """The exec-form ENTRYPOINT of the Dockerfile's last stage (None if there is none)."""
+    entrypoint = None
+    for line in dockerfile.read_text().splitlines():
+        match = re.match(r"\s*ENTRYPOINT\s+(\[.*\])\s*$", line, re.IGNORECASE)
+        if match:
+            entrypoint = json.loads(match.group(1))
+        elif re.match(r"\s*FROM\s", line, re.IGNORECASE):
+            entrypoint = None
+    return entrypoint
+
+
+def check_commands(overlay: str, workloads: list[dict], entrypoint: list[str] | None) -> None:
+    for w in workloads:
+        for kind, c in all_containers(pod_spec(w)):
+            where = f"{overlay}: {name(w)} {kind[:-1]} {c['name']}"
+            if c.get("args") and not c.get("command"):
+                problem(where, "has args but no command: the ACI provider behind virtual nodes refuses "
+                        "it (\"ACI does not support providing args without specifying the command\") "
+                        "and the pod never starts there; spell out the image's entrypoint as command")
+            if re.fullmatch(r"([^/]+/)*doorbuster(:[^/@]+)?(@sha256:[0-9a-f]+)?", c.get("image", "")):
+                if entrypoint is None:
+                    problem(where, "the Dockerfile has no exec-form ENTRYPOINT to compare command with")
+                elif c.get("command") and c["command"] != entrypoint:
+                    problem(where, f"command {c.get('command')!r} is not the image's ENTRYPOINT {entrypoint!r}")
+
+
+def check_overlay(overlay: str, docs: list[dict], entrypoint: list[str] | None) -> None:
     by_kind: dict[str, list[dict]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
     deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
     services = by_kind.get("Service", [])
     workloads = [d for d in docs if pod_spec(d) is not None]
+    check_commands(overlay, workloads, entrypoint)
 
     # Autoscalers: each target exists, and each Deployment has at most one.
     targets: dict[str, list[str]] = {}
@@ -315,9 +356,11 @@ def check_adapter_rules(k8s: Path) -> None:
 
 def main() -> int:
     rendered, k8s = Path(sys.argv[1]), Path(sys.argv[2])
+    root = k8s.resolve().parent
     overlays = load_overlays(rendered)
+    entrypoint = dockerfile_entrypoint(root / "Dockerfile")
     for overlay, docs in overlays.items():
-        check_overlay(overlay, docs)
+        check_overlay(overlay, docs, entrypoint)
     check_adapter_rules(k8s)
     kinds = sorted({d["kind"] for docs in overlays.values() for d in docs})
     if problems:
