@@ -22,6 +22,10 @@ source tree (for the prometheus-adapter rule files). Checks:
 - The Grafana dashboard ConfigMap is labelled for the sidecar, is valid JSON, and queries only
   metric names Doorbuster (or kube-state-metrics / cAdvisor) exports.
 - The adapter rule in adapter-config.yaml and in adapter-values.yaml is the same rule.
+- What README.md and docs/*.md say the demo overlay sets is what the rendered `aks-demo`
+  overlay sets: every sentence or table row of the form "`VAR` … the demo overlay uses `VALUE`"
+  (or "the `aks-demo` overlay uses", or "the demo uses (`VAR=VALUE`)") is read from the docs and
+  compared with the storefront container's env in the rendering.
 
 Prints one line per problem and exits 1 if there is any.
 """
@@ -354,6 +358,83 @@ def check_adapter_rules(k8s: Path) -> None:
                 problem(str(folder), f"rule series {metric} is not a Doorbuster metric")
 
 
+# "the demo overlay uses `X`", "the `aks-demo` overlay uses `X`", "the setting the demo uses (`X`)".
+DEMO_CLAIM = re.compile(r"the\s+(?:`aks-demo`\s+overlay|demo\s+overlay|demo)\s+(?:uses|sets)\s*\(?\s*`([^`]+)`")
+ENV_NAME = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
+
+
+def doc_blocks(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) of each paragraph and each table row, code blocks left out."""
+    blocks, current, start, fenced = [], [], 0, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            line = ""
+        if fenced or not line.strip() or line.lstrip().startswith("|"):
+            if current:
+                blocks.append((start, " ".join(current)))
+                current = []
+            if not fenced and line.lstrip().startswith("|"):
+                blocks.append((number, line))
+            continue
+        if not current:
+            start = number
+        current.append(line.strip())
+    if current:
+        blocks.append((start, " ".join(current)))
+    return blocks
+
+
+def demo_claims(doc: Path) -> list[tuple[str, str, str]]:
+    """(where, variable, value) for each thing the doc says the demo overlay sets."""
+    claims = []
+    for line, block in doc_blocks(doc.read_text()):
+        for match in DEMO_CLAIM.finditer(block):
+            where = f"{doc.name}:{line}"
+            value = match.group(1)
+            if "=" in value:
+                var, value = value.split("=", 1)
+            else:
+                # The variable the sentence is about: the last one named before the claim.
+                names = ENV_NAME.findall(block[: match.start()])
+                if not names:
+                    problem(where, f"says the demo uses `{value}` but names no variable before it")
+                    continue
+                var = names[-1]
+            claims.append((where, var, value))
+    return claims
+
+
+def same_value(a: str | None, b: str) -> bool:
+    if a is None:
+        return False
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+def check_demo_docs(root: Path, overlays: dict[str, list[dict]]) -> int:
+    """Compares what the docs say the aks-demo overlay sets with its rendering; returns the count."""
+    deployment = next((d for d in overlays.get("aks-demo", []) if name(d) == "Deployment/doorbuster"), None)
+    if deployment is None:
+        problem("aks-demo", "no Deployment/doorbuster in the rendering to compare the docs with")
+        return 0
+    container = next(c for c in pod_spec(deployment)["containers"] if c["name"] == "doorbuster")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    claims = [claim for doc in docs for claim in demo_claims(doc)]
+    if not claims:
+        problem("docs", "no sentence says what the demo overlay sets (\"the demo overlay uses `VALUE`\"): "
+                "the docs changed their wording; update DEMO_CLAIM in scripts/k8s/check_manifests.py")
+    for where, var, value in claims:
+        if var not in env:
+            problem(where, f"says the aks-demo overlay sets {var}={value}, but the rendered overlay does not set {var}")
+        elif not same_value(env[var], value):
+            problem(where, f"says the aks-demo overlay sets {var}={value}, but the rendered overlay sets {var}={env[var]}")
+    return len(claims)
+
+
 def main() -> int:
     rendered, k8s = Path(sys.argv[1]), Path(sys.argv[2])
     root = k8s.resolve().parent
@@ -362,12 +443,14 @@ def main() -> int:
     for overlay, docs in overlays.items():
         check_overlay(overlay, docs, entrypoint)
     check_adapter_rules(k8s)
+    claims = check_demo_docs(root, overlays)
     kinds = sorted({d["kind"] for docs in overlays.values() for d in docs})
     if problems:
         print("\n".join(problems))
         print(f"check_manifests: {len(problems)} problem(s) in {len(overlays)} overlays")
         return 1
-    print(f"check_manifests: {len(overlays)} overlays, kinds {', '.join(kinds)}: no problems")
+    print(f"check_manifests: {len(overlays)} overlays, kinds {', '.join(kinds)}; "
+          f"{claims} statements in the docs about the demo overlay's settings: no problems")
     return 0
 
 
