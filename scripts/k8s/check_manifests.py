@@ -19,6 +19,10 @@ source tree (for the prometheus-adapter rule files). Checks:
   without specifying the command"), and a pod already bound to the virtual node never reschedules.
   Doorbuster containers' `command` is the Dockerfile's ENTRYPOINT.
 - Doorbuster containers use a tagged image; the grace period outlasts the drain.
+- A storefront that may run on a virtual node (it tolerates the virtual-kubelet taint) keeps its
+  SQLite file where the image's user can write on ACI's terms: the provider passes no
+  securityContext or fsGroup, so a volume mounted over the database's folder is root-owned 0755
+  there, and with a read-only root filesystem on VM nodes nothing else would be writable.
 - The Grafana dashboard ConfigMap is labelled for the sidecar, is valid JSON, and queries only
   metric names Doorbuster (or kube-state-metrics / cAdvisor) exports.
 - The adapter rule in adapter-config.yaml and in adapter-values.yaml is the same rule.
@@ -230,6 +234,41 @@ def check_commands(overlay: str, workloads: list[dict], entrypoint: list[str] | 
                     problem(where, f"command {c.get('command')!r} is not the image's ENTRYPOINT {entrypoint!r}")
 
 
+# The image's own DATABASE_URL (Dockerfile ENV), used when a container sets none.
+IMAGE_DATABASE_URL = "sqlite:///data/doorbuster.db"
+VIRTUAL_KUBELET_TAINT = "virtual-kubelet.io/provider"
+
+
+def tolerates_virtual_node(spec: dict) -> bool:
+    return any(t.get("key") == VIRTUAL_KUBELET_TAINT or (t.get("operator") == "Exists" and not t.get("key"))
+               for t in spec.get("tolerations") or [])
+
+
+def check_virtual_node_storage(overlay: str, workloads: list[dict]) -> None:
+    for w in workloads:
+        spec = pod_spec(w)
+        if not tolerates_virtual_node(spec):
+            continue
+        for c in spec["containers"]:
+            if not re.fullmatch(r"([^/]+/)*doorbuster(:[^/@]+)?(@sha256:[0-9a-f]+)?", c.get("image", "")):
+                continue
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            url = env.get("DATABASE_URL", IMAGE_DATABASE_URL) or ""
+            if not url.startswith("sqlite:") or ":memory:" in url:
+                continue
+            path = url.removeprefix("sqlite:").removeprefix("//").split("?")[0]
+            folder = path.rsplit("/", 1)[0] if "/" in path else "."
+            where = f"{overlay}: {name(w)} container {c['name']}"
+            for mount in c.get("volumeMounts", []):
+                mount_path = mount["mountPath"].rstrip("/")
+                if folder == mount_path or folder.startswith(mount_path + "/"):
+                    problem(where, f"may run on a virtual node, where volume {mount['name']!r} at {mount['mountPath']} is "
+                            f"a root-owned 0755 folder (ACI ignores fsGroup): the SQLite file {path} cannot be created there")
+            if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+                problem(where, "may run on a virtual node but has a read-only root filesystem: on a VM node the "
+                        f"SQLite folder {folder} must then be a volume, which ACI would make root-owned")
+
+
 def check_overlay(overlay: str, docs: list[dict], entrypoint: list[str] | None) -> None:
     by_kind: dict[str, list[dict]] = {}
     for doc in docs:
@@ -238,6 +277,7 @@ def check_overlay(overlay: str, docs: list[dict], entrypoint: list[str] | None) 
     services = by_kind.get("Service", [])
     workloads = [d for d in docs if pod_spec(d) is not None]
     check_commands(overlay, workloads, entrypoint)
+    check_virtual_node_storage(overlay, workloads)
 
     # Autoscalers: each target exists, and each Deployment has at most one.
     targets: dict[str, list[str]] = {}
