@@ -54,8 +54,11 @@ def logical_lines(path: Path) -> list[tuple[int, str]]:
             out.append((start, pending + stripped))
             pending = ""
         else:
+            # An inline span is a command when it has an option (`az acr login -n $ACR`); a bare
+            # `az acr build` in a sentence names a command, it does not run one.
             for span in re.findall(r"`([^`]+)`", line):
-                out.append((number, span))
+                if re.search(r"\s-", span):
+                    out.append((number, span))
     return out
 
 
@@ -113,7 +116,31 @@ def _split_commands(line: str) -> list[str]:
         return out
 
     flat = substitute(line)
-    parts = re.split(r"\s*(?:;|&&|\|\||\|)\s*|\b(?:do|then)\s+", flat)
+    # Split at ; && || | and the words do/then, outside quotes only (a JMESPath `| [0]` stays).
+    parts, current, quote, i = [], "", None, 0
+    while i < len(flat):
+        ch = flat[i]
+        if quote:
+            quote = None if ch == quote else quote
+            current += ch
+        elif ch in "'\"":
+            quote = ch
+            current += ch
+        elif flat.startswith(("&&", "||"), i):
+            parts.append(current)
+            current, i = "", i + 2
+            continue
+        elif ch in ";|":
+            parts.append(current)
+            current = ""
+        elif re.match(r"(?:do|then)\s", flat[i:]) and (not current.strip() or current.endswith((" ", ";"))):
+            parts.append(current)
+            current, i = "", i + 3
+            continue
+        else:
+            current += ch
+        i += 1
+    parts.append(current)
     found.extend(p.strip() for p in parts if p and p.strip())
     return found
 
@@ -123,8 +150,8 @@ def assignments(lines: list[tuple[int, str]]) -> dict[str, str]:
     values = {}
     for _, line in lines:
         for cmd in _split_commands(_strip_comment(line)):
-            m = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=([^\s$`'\"]+)", cmd)
-            if m:
+            m = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=([^\s`'\"()]+)", cmd)
+            if m and "__SUBST__" not in m.group(2):
                 values[m.group(1)] = m.group(2)
     return values
 
@@ -138,19 +165,32 @@ def placeholder(name: str, known: dict[str, str]) -> str:
     if name.endswith(("IDENTITY", "PRINCIPAL_ID", "OBJECT_ID")) or name in {"EXT_ID"}:
         return GUID
     if name.endswith("_ID"):
-        return f"{SUBSCRIPTION}/resourceGroups/placeholder/providers/Microsoft.Placeholder/things/{name.lower()}"
+        group = f"{SUBSCRIPTION}/resourceGroups/placeholder"
+        vnet = f"{group}/providers/Microsoft.Network/virtualNetworks/placeholder"
+        if "SUBNET" in name:
+            return f"{vnet}/subnets/placeholder"
+        if "VNET" in name:
+            return vnet
+        if "LAW" in name or "WORKSPACE" in name:
+            return f"{group}/providers/Microsoft.OperationalInsights/workspaces/placeholder"
+        return f"{group}/providers/Microsoft.Placeholder/things/{name.lower().replace('_', '-')}"
     return f"placeholder-{name.lower().replace('_', '-')}"
 
 
 def expand(text: str, known: dict[str, str]) -> str:
     text = text.replace("$__SUBST__", "placeholder-output")
+    # "<subscription id>" and the like: a value the reader fills in.
+    text = re.sub(r"<[a-z][a-z ]*id>", GUID, text)
+    text = re.sub(r"<[a-z][a-z -]*>", "placeholder", text)
     text = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: placeholder(m.group(1), known), text)
     return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", lambda m: placeholder(m.group(1), known), text)
 
 
-def commands(lines: list[tuple[int, str]], source: str, first_word: str) -> list[Command]:
-    """Every command starting with `first_word` in the lines, variables replaced."""
-    known = assignments(lines)
+def commands(lines: list[tuple[int, str]], source: str, first_word: str,
+             known: dict[str, str] | None = None) -> list[Command]:
+    """Every command starting with `first_word` in the lines, variables replaced (by the lines'
+    own assignments, then by `known`, e.g. those of the guide the lines go with)."""
+    known = {**(known or {}), **assignments(lines)}
     out = []
     for number, line in lines:
         for cmd in _split_commands(_strip_comment(line)):
