@@ -1,8 +1,9 @@
 //! Running the shop: connect, prepare the schema, bind, serve, and drain on SIGTERM or Ctrl-C.
 //!
 //! [`serve`] takes a bound listener and a shutdown future so tests can run the real server on port
-//! 0 and stop it on cue. The drain sequence is what a Kubernetes rollout (or a virtual node, which
-//! runs no lifecycle hooks) needs from the process itself:
+//! 0 and stop it on cue. The drain sequence is what a Kubernetes rollout needs from the process
+//! itself, with no preStop hook (virtual nodes v1 refuse hooks; they also delete a pod's container
+//! group without a grace period, so on ACI no drain helps: docs/DEPLOY-AKS.md):
 //! 1. the signal arrives: `/readyz` turns 503 at once and responses ask clients to reconnect
 //!    (`Connection: close`), while requests are still served;
 //! 2. after the drain delay, the listener stops accepting: connections already queued in the
