@@ -151,8 +151,10 @@ def serve_and_shop(docker: str, image: str, container: dict, work: str) -> None:
         status, body = http("POST", f"{base}/api/checkout", order, {"Idempotency-Key": str(uuid.uuid4())})
         if status != 201:
             sys.exit(f"aci_terms_run: FAILED: checkout answered {status}: {body[:300]}")
-        uid = run(docker, "top", name, "-o", "uid", check=False).stdout.split()[1:2]
-        print(f"/readyz 200, / 200, checkout 201 (order {json.loads(body).get('id')}), process uid {''.join(uid)}")
+        top = run(docker, "top", name, "-o", "pid,uid", check=False).stdout.splitlines()
+        uid = top[1].split()[1] if len(top) > 1 else "?"
+        print(f"/readyz 200, / 200, checkout 201 (order {json.loads(body).get('id')}), "
+              f"process uid {uid} (the image's USER)")
     finally:
         run(docker, "rm", "-f", name, check=False)
 
