@@ -5,7 +5,8 @@
 
 - The build context `az acr run` uploads holds the Dockerfile and everything it COPYs, and the
   task file itself. The CLI packs the folder by `.dockerignore` and, unlike `docker build`, need
-  not add the Dockerfile back (older CLIs and `az acr task run` do not: Azure/acr#613). The
+  not add the Dockerfile back (azure-cli 2.91.0 adds a top-level `Dockerfile` for `az acr run`;
+  `az acr task run` adds none: Azure/acr#613), so the rules alone must keep it. The
   context is computed with Docker's rules (moby/patternmatcher: patterns cleaned, a leading `/`
   dropped, `*` and `?` stop at `/`, `**` spans directories, a pattern that matches a folder
   matches what is in it, `!` re-includes, the last matching pattern wins) over the files git
