@@ -1,8 +1,9 @@
 //! Running the shop: connect, prepare the schema, bind, serve, and drain on SIGTERM or Ctrl-C.
 //!
 //! [`serve`] takes a bound listener and a shutdown future so tests can run the real server on port
-//! 0 and stop it on cue. The drain sequence is what a Kubernetes rollout (or a virtual node, which
-//! runs no lifecycle hooks) needs from the process itself:
+//! 0 and stop it on cue. The drain sequence is what a Kubernetes rollout needs from the process
+//! itself, with no preStop hook (virtual nodes v1 refuse hooks; they also delete a pod's container
+//! group without a grace period, so on ACI no drain helps: docs/DEPLOY-AKS.md):
 //! 1. the signal arrives: `/readyz` turns 503 at once and responses ask clients to reconnect
 //!    (`Connection: close`), while requests are still served;
 //! 2. after the drain delay, the listener stops accepting: connections already queued in the
@@ -154,10 +155,13 @@ pub async fn migrate(args: MigrateArgs) -> Result<(), BoxError> {
 
 async fn connect(options: &crate::db::DbOptions) -> Result<Db, BoxError> {
     let db = Db::connect(options).await.map_err(|error| {
-        format!(
-            "cannot open the database {}: {error} (check DATABASE_URL)",
-            redact_url(&options.url)
-        )
+        let url = redact_url(&options.url);
+        // SQLite says only "unable to open database file" (code 14); when the folder is not
+        // writable (a root-owned volume: virtual nodes on ACI ignore fsGroup), say that instead.
+        match sqlite_file(&options.url).and_then(|file| unwritable_dir(&file)) {
+            Some(cause) => format!("cannot open the database {url}: {cause}"),
+            None => format!("cannot open the database {url}: {error} (check DATABASE_URL)"),
+        }
     })?;
     tracing::info!(
         engine = db.engine().as_str(),
@@ -165,6 +169,77 @@ async fn connect(options: &crate::db::DbOptions) -> Result<Db, BoxError> {
         "database connected"
     );
     Ok(db)
+}
+
+/// The file of a `sqlite:` URL (`sqlite:///data/x.db`, `sqlite://x.db`, `sqlite:x.db?mode=rwc`);
+/// `None` for an in-memory database or any other URL.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+/// Why SQLite cannot create files next to `file`, in one sentence with what to change, when the
+/// reason is the directory: missing, or not writable by this process. `None` when a file can be
+/// created there (the cause is something else).
+fn unwritable_dir(file: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let meta = match std::fs::metadata(&dir) {
+        Ok(meta) => meta,
+        Err(error) => {
+            return Some(format!(
+                "the directory {} cannot be used ({error}): create it or point DATABASE_URL elsewhere",
+                dir.display()
+            ));
+        }
+    };
+    // The only reliable test of writability (ACLs, read-only mounts): create a file, remove it.
+    let probe = dir.join(format!(".doorbuster-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(error) => {
+            let (uid, gid) = process_ids();
+            Some(format!(
+                "the directory {dir} is not writable by uid {uid} (gid {gid}): it is owned by uid {owner}, gid {group}, \
+                 mode {mode:04o} ({error}). Mount a volume this user can write at {dir} (Kubernetes: fsGroup {gid} makes \
+                 an emptyDir writable, but virtual nodes on ACI ignore fsGroup and securityContext: mount nothing there \
+                 and use the image's own {dir}), or point DATABASE_URL at a directory uid {uid} can write",
+                dir = dir.display(),
+                owner = meta.uid(),
+                group = meta.gid(),
+                mode = meta.mode() & 0o7777,
+            ))
+        }
+    }
+}
+
+/// This process's effective user and group ids, from /proc (no libc needed); "?" elsewhere.
+fn process_ids() -> (String, String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    (effective("Uid:"), effective("Gid:"))
 }
 
 /// Applies migrations and seeds the catalog; both are idempotent.
@@ -246,5 +321,49 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("received Ctrl-C"),
         () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{sqlite_file, unwritable_dir};
+
+    /// The SQLite file is found in every URL form the README documents; memory and PostgreSQL
+    /// have none.
+    #[test]
+    fn sqlite_file_of_each_url_form() {
+        let file = |url| sqlite_file(url);
+        assert_eq!(
+            file("sqlite:///data/doorbuster.db"),
+            Some(PathBuf::from("/data/doorbuster.db"))
+        );
+        assert_eq!(
+            file("sqlite://doorbuster.db"),
+            Some(PathBuf::from("doorbuster.db"))
+        );
+        assert_eq!(
+            file("sqlite:shop.db?mode=rwc"),
+            Some(PathBuf::from("shop.db"))
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://shop?mode=memory&cache=shared"), None);
+        assert_eq!(file("postgres://shop@localhost/doorbuster"), None);
+    }
+
+    /// A missing directory is named as the cause; a writable one is not blamed (and keeps no
+    /// trace of the check).
+    #[test]
+    fn directory_diagnosis() {
+        let missing = unwritable_dir(Path::new("/nonexistent-doorbuster-dir/shop.db"))
+            .expect("a missing directory is the cause");
+        assert!(
+            missing.starts_with("the directory /nonexistent-doorbuster-dir cannot be used"),
+            "{missing}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unwritable_dir(&dir.path().join("shop.db")), None);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -14,10 +14,24 @@ source tree (for the prometheus-adapter rule files). Checks:
 - References inside one overlay resolve: the ScaledObject's and HPAs' target Deployment exists and
   no Deployment has two autoscalers; the ServiceMonitor selects a Service that has its port; every
   Service selects pods and targets a named container port; probes use named ports that exist.
+- Every container (init containers included) that has `args` has a `command`: the ACI provider
+  behind virtual nodes refuses `args` without `command` ("ACI does not support providing args
+  without specifying the command"), and a pod already bound to the virtual node never reschedules.
+  Doorbuster containers' `command` is the Dockerfile's ENTRYPOINT.
 - Doorbuster containers use a tagged image; the grace period outlasts the drain.
+- A storefront that may run on a virtual node (it tolerates the virtual-kubelet taint) keeps its
+  SQLite file where the image's user can write on ACI's terms: the provider passes no
+  securityContext or fsGroup, so a volume mounted over the database's folder is root-owned 0755
+  there, and with a read-only root filesystem on VM nodes nothing else would be writable.
 - The Grafana dashboard ConfigMap is labelled for the sidecar, is valid JSON, and queries only
-  metric names Doorbuster (or kube-state-metrics / cAdvisor) exports.
+  metric names Doorbuster or kube-state-metrics export (no cAdvisor: nothing for ACI pods); a
+  query that counts pods with kube_pod_info counts Running ones only; a folder annotation comes
+  with the Helm settings in docs/DEPLOY-AKS.md that make the sidecar honour it.
 - The adapter rule in adapter-config.yaml and in adapter-values.yaml is the same rule.
+- What README.md and docs/*.md say the demo overlay sets is what the rendered `aks-demo`
+  overlay sets: every sentence or table row of the form "`VAR` … the demo overlay uses `VALUE`"
+  (or "the `aks-demo` overlay uses", or "the demo uses (`VAR=VALUE`)") is read from the docs and
+  compared with the storefront container's env in the rendering.
 
 Prints one line per problem and exits 1 if there is any.
 """
@@ -49,6 +63,8 @@ DOORBUSTER_METRICS = {
     "doorbuster_cart_additions_total",
     "doorbuster_requests_shed_total",
     "doorbuster_in_flight_requests",
+    "process_cpu_time_seconds_total",
+    "process_memory_usage_bytes",
 }
 CLUSTER_METRICS = {
     "kube_pod_info",
@@ -59,7 +75,8 @@ CLUSTER_METRICS = {
     "kube_horizontalpodautoscaler_status_current_replicas",
     "kube_horizontalpodautoscaler_status_desired_replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas",
-    "container_cpu_usage_seconds_total",
+    # No cAdvisor series (container_cpu_usage_seconds_total…): the kubelet has none for pods on a
+    # virtual node, so a panel built on them goes blind exactly when the burst happens.
 }
 # PromQL words that look like metric names but are functions, keywords or label names.
 PROMQL_WORDS = {
@@ -72,6 +89,7 @@ DEFAULT_DRAIN_DELAY_S = 5
 DEFAULT_REQUEST_TIMEOUT_S = 10
 
 problems: list[str] = []
+DEPLOY_GUIDE: Path | None = None
 
 
 def problem(where: str, message: str) -> None:
@@ -186,13 +204,86 @@ def promql_metrics(expr: str) -> set[str]:
 # ---- checks ------------------------------------------------------------------------------------
 
 
-def check_overlay(overlay: str, docs: list[dict]) -> None:
+def all_containers(spec: dict) -> list[tuple[str, dict]]:
+    """(kind, container) for the containers, init containers and ephemeral containers of a pod."""
+    return [
+        (kind, c)
+        for kind in ("containers", "initContainers", "ephemeralContainers")
+        for c in spec.get(kind) or []
+    ]
+
+
+def dockerfile_entrypoint(dockerfile: Path) -> list[str] | None:
+    """The exec-form ENTRYPOINT of the Dockerfile's last stage (None if there is none)."""
+    entrypoint = None
+    for line in dockerfile.read_text().splitlines():
+        match = re.match(r"\s*ENTRYPOINT\s+(\[.*\])\s*$", line, re.IGNORECASE)
+        if match:
+            entrypoint = json.loads(match.group(1))
+        elif re.match(r"\s*FROM\s", line, re.IGNORECASE):
+            entrypoint = None
+    return entrypoint
+
+
+def check_commands(overlay: str, workloads: list[dict], entrypoint: list[str] | None) -> None:
+    for w in workloads:
+        for kind, c in all_containers(pod_spec(w)):
+            where = f"{overlay}: {name(w)} {kind[:-1]} {c['name']}"
+            if c.get("args") and not c.get("command"):
+                problem(where, "has args but no command: the ACI provider behind virtual nodes refuses "
+                        "it (\"ACI does not support providing args without specifying the command\") "
+                        "and the pod never starts there; spell out the image's entrypoint as command")
+            if re.fullmatch(r"([^/]+/)*doorbuster(:[^/@]+)?(@sha256:[0-9a-f]+)?", c.get("image", "")):
+                if entrypoint is None:
+                    problem(where, "the Dockerfile has no exec-form ENTRYPOINT to compare command with")
+                elif c.get("command") and c["command"] != entrypoint:
+                    problem(where, f"command {c.get('command')!r} is not the image's ENTRYPOINT {entrypoint!r}")
+
+
+# The image's own DATABASE_URL (Dockerfile ENV), used when a container sets none.
+IMAGE_DATABASE_URL = "sqlite:///data/doorbuster.db"
+VIRTUAL_KUBELET_TAINT = "virtual-kubelet.io/provider"
+
+
+def tolerates_virtual_node(spec: dict) -> bool:
+    return any(t.get("key") == VIRTUAL_KUBELET_TAINT or (t.get("operator") == "Exists" and not t.get("key"))
+               for t in spec.get("tolerations") or [])
+
+
+def check_virtual_node_storage(overlay: str, workloads: list[dict]) -> None:
+    for w in workloads:
+        spec = pod_spec(w)
+        if not tolerates_virtual_node(spec):
+            continue
+        for c in spec["containers"]:
+            if not re.fullmatch(r"([^/]+/)*doorbuster(:[^/@]+)?(@sha256:[0-9a-f]+)?", c.get("image", "")):
+                continue
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            url = env.get("DATABASE_URL", IMAGE_DATABASE_URL) or ""
+            if not url.startswith("sqlite:") or ":memory:" in url:
+                continue
+            path = url.removeprefix("sqlite:").removeprefix("//").split("?")[0]
+            folder = path.rsplit("/", 1)[0] if "/" in path else "."
+            where = f"{overlay}: {name(w)} container {c['name']}"
+            for mount in c.get("volumeMounts", []):
+                mount_path = mount["mountPath"].rstrip("/")
+                if folder == mount_path or folder.startswith(mount_path + "/"):
+                    problem(where, f"may run on a virtual node, where volume {mount['name']!r} at {mount['mountPath']} is "
+                            f"a root-owned 0755 folder (ACI ignores fsGroup): the SQLite file {path} cannot be created there")
+            if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+                problem(where, "may run on a virtual node but has a read-only root filesystem: on a VM node the "
+                        f"SQLite folder {folder} must then be a volume, which ACI would make root-owned")
+
+
+def check_overlay(overlay: str, docs: list[dict], entrypoint: list[str] | None) -> None:
     by_kind: dict[str, list[dict]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
     deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
     services = by_kind.get("Service", [])
     workloads = [d for d in docs if pod_spec(d) is not None]
+    check_commands(overlay, workloads, entrypoint)
+    check_virtual_node_storage(overlay, workloads)
 
     # Autoscalers: each target exists, and each Deployment has at most one.
     targets: dict[str, list[str]] = {}
@@ -299,6 +390,16 @@ def check_overlay(overlay: str, docs: list[dict]) -> None:
                 for metric in promql_metrics(expr):
                     if metric not in DOORBUSTER_METRICS | CLUSTER_METRICS:
                         problem(where, f"{key}: unknown metric {metric} in {expr}")
+                if "kube_pod_info" in expr and not re.search(r'kube_pod_status_phase\{[^}]*phase="Running"', expr):
+                    problem(where, f"{key}: counts pods without keeping Running ones (Pending and ProviderFailed "
+                            f"pods on a virtual node would count): {expr[:120]}")
+        folder = cm["metadata"].get("annotations", {}).get("grafana_folder")
+        guide = DEPLOY_GUIDE.read_text() if DEPLOY_GUIDE and DEPLOY_GUIDE.exists() else ""
+        if folder and not ("sidecar.dashboards.folderAnnotation=grafana_folder" in guide
+                           and "sidecar.dashboards.provider.foldersFromFilesStructure=true" in guide):
+            problem(where, "the grafana_folder annotation needs the chart's sidecar.dashboards.folderAnnotation and "
+                    "sidecar.dashboards.provider.foldersFromFilesStructure=true in docs/DEPLOY-AKS.md's helm "
+                    "command, or the dashboard lands in General")
 
 
 def check_adapter_rules(k8s: Path) -> None:
@@ -313,18 +414,101 @@ def check_adapter_rules(k8s: Path) -> None:
                 problem(str(folder), f"rule series {metric} is not a Doorbuster metric")
 
 
+# "the demo overlay uses `X`", "the `aks-demo` overlay uses `X`", "the setting the demo uses (`X`)".
+DEMO_CLAIM = re.compile(r"the\s+(?:`aks-demo`\s+overlay|demo\s+overlay|demo)\s+(?:uses|sets)\s*\(?\s*`([^`]+)`")
+ENV_NAME = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
+
+
+def doc_blocks(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) of each paragraph and each table row, code blocks left out."""
+    blocks, current, start, fenced = [], [], 0, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            line = ""
+        if fenced or not line.strip() or line.lstrip().startswith("|"):
+            if current:
+                blocks.append((start, " ".join(current)))
+                current = []
+            if not fenced and line.lstrip().startswith("|"):
+                blocks.append((number, line))
+            continue
+        if not current:
+            start = number
+        current.append(line.strip())
+    if current:
+        blocks.append((start, " ".join(current)))
+    return blocks
+
+
+def demo_claims(doc: Path) -> list[tuple[str, str, str]]:
+    """(where, variable, value) for each thing the doc says the demo overlay sets."""
+    claims = []
+    for line, block in doc_blocks(doc.read_text()):
+        for match in DEMO_CLAIM.finditer(block):
+            where = f"{doc.name}:{line}"
+            value = match.group(1)
+            if "=" in value:
+                var, value = value.split("=", 1)
+            else:
+                # The variable the sentence is about: the last one named before the claim.
+                names = ENV_NAME.findall(block[: match.start()])
+                if not names:
+                    problem(where, f"says the demo uses `{value}` but names no variable before it")
+                    continue
+                var = names[-1]
+            claims.append((where, var, value))
+    return claims
+
+
+def same_value(a: str | None, b: str) -> bool:
+    if a is None:
+        return False
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+def check_demo_docs(root: Path, overlays: dict[str, list[dict]]) -> int:
+    """Compares what the docs say the aks-demo overlay sets with its rendering; returns the count."""
+    deployment = next((d for d in overlays.get("aks-demo", []) if name(d) == "Deployment/doorbuster"), None)
+    if deployment is None:
+        problem("aks-demo", "no Deployment/doorbuster in the rendering to compare the docs with")
+        return 0
+    container = next(c for c in pod_spec(deployment)["containers"] if c["name"] == "doorbuster")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    claims = [claim for doc in docs for claim in demo_claims(doc)]
+    if not claims:
+        problem("docs", "no sentence says what the demo overlay sets (\"the demo overlay uses `VALUE`\"): "
+                "the docs changed their wording; update DEMO_CLAIM in scripts/k8s/check_manifests.py")
+    for where, var, value in claims:
+        if var not in env:
+            problem(where, f"says the aks-demo overlay sets {var}={value}, but the rendered overlay does not set {var}")
+        elif not same_value(env[var], value):
+            problem(where, f"says the aks-demo overlay sets {var}={value}, but the rendered overlay sets {var}={env[var]}")
+    return len(claims)
+
+
 def main() -> int:
     rendered, k8s = Path(sys.argv[1]), Path(sys.argv[2])
+    root = k8s.resolve().parent
+    global DEPLOY_GUIDE
+    DEPLOY_GUIDE = root / "docs" / "DEPLOY-AKS.md"
     overlays = load_overlays(rendered)
+    entrypoint = dockerfile_entrypoint(root / "Dockerfile")
     for overlay, docs in overlays.items():
-        check_overlay(overlay, docs)
+        check_overlay(overlay, docs, entrypoint)
     check_adapter_rules(k8s)
+    claims = check_demo_docs(root, overlays)
     kinds = sorted({d["kind"] for docs in overlays.values() for d in docs})
     if problems:
         print("\n".join(problems))
         print(f"check_manifests: {len(problems)} problem(s) in {len(overlays)} overlays")
         return 1
-    print(f"check_manifests: {len(overlays)} overlays, kinds {', '.join(kinds)}: no problems")
+    print(f"check_manifests: {len(overlays)} overlays, kinds {', '.join(kinds)}; "
+          f"{claims} statements in the docs about the demo overlay's settings: no problems")
     return 0
 
 
