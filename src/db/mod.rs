@@ -666,6 +666,10 @@ impl Db {
         else {
             return;
         };
+        if file.wal_truncate_at == 0 {
+            // Unbounded (for comparisons): only the passive checkpoint every second, as before.
+            return;
+        }
         let wal = file.wal_len();
         let mark = file.truncate_mark.load(Ordering::Relaxed);
         // Passive checkpoints every 4 MiB, or more often on a volume too small for that.
@@ -674,7 +678,7 @@ impl Db {
             file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
             file.checkpoint_now.notify_one();
         }
-        if file.wal_truncate_at > 0 && wal > mark && !file.truncating.swap(true, Ordering::AcqRel) {
+        if wal > mark && !file.truncating.swap(true, Ordering::AcqRel) {
             tokio::spawn(truncate_wal(writer.clone(), file.clone(), false));
         }
     }
@@ -688,6 +692,7 @@ impl Db {
             file: Some(file),
             ..
         }) = &self.store
+            && file.wal_truncate_at > 0
             && file.wal_len() > 0
             && !file.truncating.swap(true, Ordering::AcqRel)
         {
