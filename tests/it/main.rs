@@ -20,5 +20,6 @@ mod openapi;
 mod page_cache;
 mod probes;
 mod reliability;
+mod replicas;
 mod shutdown;
 mod telemetry;
