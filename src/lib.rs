@@ -40,6 +40,8 @@
 //!   which requests are traced, decided before any span is built.
 //! - [`loadgen`]: the load generator (`doorbuster loadgen`): shopper journeys, load shapes,
 //!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
+//! - [`rehearsal`]: `doorbuster rehearse`, the AKS demo's surge predicted from the rendered
+//!   overlay, the guide's cluster and a measured per-pod capacity, through the HPA's algorithm.
 
 pub mod cart;
 pub mod checkout;
@@ -53,6 +55,7 @@ pub mod load;
 pub mod loadgen;
 pub mod metrics;
 pub mod money;
+pub mod rehearsal;
 pub mod sampling;
 pub mod server;
 pub mod state;

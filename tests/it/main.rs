@@ -19,6 +19,7 @@ mod manifests;
 mod openapi;
 mod page_cache;
 mod probes;
+mod rehearsal;
 mod reliability;
 mod replicas;
 mod shutdown;
