@@ -50,6 +50,10 @@ pub struct Measurement {
     pub version: String,
     pub measured_at: String,
     pub machine: String,
+    /// The machine's 1-, 5- and 15-minute load averages as the measurement began: other work
+    /// on the cores lowers what it finds.
+    #[serde(default)]
+    pub load_average: String,
 }
 
 /// The storefront settings a measurement applies: the overlay's literal `DOORBUSTER_*` values.
@@ -170,6 +174,14 @@ pub fn measure(plan: &Plan) -> Result<Measurement, String> {
         children: Vec::new(),
         dir: dir.clone(),
     };
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     let (port, admin) = (free_port()?, free_port()?);
     let log = std::fs::File::create(dir.join("shop.log")).map_err(|e| e.to_string())?;
     let mut shop = pinned(0, &exe);
@@ -235,9 +247,12 @@ pub fn measure(plan: &Plan) -> Result<Measurement, String> {
         build: build().to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         measured_at: time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         machine: format!("{cores} × {}", cpu_model()),
+        load_average,
     })
 }
 
@@ -400,6 +415,7 @@ mod tests {
             version: "0.1.0".to_owned(),
             measured_at: String::new(),
             machine: String::new(),
+            load_average: String::new(),
         };
         let workload = measurement.workload.clone();
         assert_eq!(measurement.mismatch(&BTreeMap::new(), &workload), None);

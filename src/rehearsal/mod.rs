@@ -331,7 +331,52 @@ fn finish(mut out: String, checks: Vec<(bool, String)>) -> (String, usize) {
     } else {
         "REHEARSAL FAILED\n"
     });
-    (out, failures)
+    (wrap(&out, WIDTH), failures)
+}
+
+/// Widest line printed: the report is pasted into the guide.
+const WIDTH: usize = 100;
+
+/// Breaks lines longer than `width` at spaces, continuing under the text that follows the
+/// line's label (the first run of two spaces after its first word).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        if chars.len() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let start = chars.iter().position(|c| *c != ' ').unwrap_or(0);
+        let indent = (start..chars.len().saturating_sub(1))
+            .find(|&i| chars[i] == ' ' && chars[i + 1] == ' ')
+            .and_then(|i| (i..chars.len()).find(|&j| chars[j] != ' '))
+            .filter(|&i| i < width / 2)
+            .unwrap_or(start);
+        let mut rest: &[char] = &chars;
+        let mut first = true;
+        while !rest.is_empty() {
+            let room = if first { width } else { width - indent };
+            if !first {
+                out.extend(std::iter::repeat_n(' ', indent));
+            }
+            if rest.len() <= room {
+                out.extend(rest.iter());
+                out.push('\n');
+                break;
+            }
+            let cut = (1..=room).rev().find(|&i| rest[i] == ' ').unwrap_or(room);
+            out.extend(rest[..cut].iter());
+            out.push('\n');
+            rest = &rest[cut..];
+            while rest.first() == Some(&' ') {
+                rest = &rest[1..];
+            }
+            first = false;
+        }
+    }
+    out
 }
 
 /// `m:ss` from the start of the surge.
@@ -422,10 +467,17 @@ fn inputs(
         .iter()
         .map(|r| format!("{r:.0}"))
         .collect();
+    // To the second.
+    let measured_at = measurement
+        .measured_at
+        .split(['.', 'Z'])
+        .next()
+        .unwrap_or_default()
+        .replace('T', " ");
     let _ = writeln!(
         out,
-        "               measured {} on {} ({} build {}), {}",
-        measurement.measured_at, measurement.machine, measurement.build, measurement.version, knobs
+        "               measured {measured_at} UTC on {} (load average {}; {} build {}), {knobs}",
+        measurement.machine, measurement.load_average, measurement.build, measurement.version,
     );
     let _ = writeln!(
         out,
@@ -448,7 +500,7 @@ fn inputs(
     );
     let autoscaler = match pool.autoscaler_max {
         Some(max) => format!(
-            "\n               the cluster autoscaler (--max-count {max}) adds none: a pod that tolerates the\n               virtual node never stays Pending"
+            "; the cluster autoscaler (--max-count {max}) adds none: a pod that tolerates the virtual node never stays Pending"
         ),
         None => String::new(),
     };
@@ -468,7 +520,7 @@ fn inputs(
     );
     let _ = writeln!(
         out,
-        "  allocatable  {}m CPU (kube-reserved {}m), {:.0}Mi (kube-reserved {:.0}Mi, eviction 100Mi) per node,\n               as \"Node resource reservations\" in the AKS documentation computes them",
+        "  allocatable  {}m CPU (kube-reserved {}m), {:.0}Mi (kube-reserved {:.0}Mi, eviction 100Mi) per node, as \"Node resource reservations\" in the AKS documentation computes them",
         pool.allocatable_cpu_m(),
         pool.kube_reserved_cpu_m(),
         pool.allocatable_memory_mib(),
@@ -578,7 +630,7 @@ fn nodes(
 
 fn table(out: &mut String, outcome: &Outcome) {
     out.push_str("\nminute by minute (from the start of the surge)\n");
-    out.push_str("   time stage  offered  metric  desired  replicas  on VMs  on ACI  pending  req/s per ready pod\n");
+    out.push_str("   time stage  offered  metric     asks  replicas  on VMs  on ACI  pending  req/s per ready pod\n");
     for row in &outcome.minutes {
         let stage = if row.stage == 0 {
             "after".to_owned()
@@ -611,7 +663,7 @@ fn table(out: &mut String, outcome: &Outcome) {
         );
     }
     out.push_str(
-        "  offered: the Job's rate; metric: the total req/s the HPA last read; a+b: a ready, b starting\n",
+        "  offered: the Job's rate; metric: the total req/s the HPA last read; asks: ceil(metric / target)\n  (the count unchanged within the tolerance), before windows, policies and bounds; a+b: a ready, b starting\n",
     );
 }
 
@@ -648,4 +700,18 @@ fn summary(out: &mut String, setup: &Setup, outcome: &Outcome, cpu_m: u64, memor
             .back_to_min
             .map_or_else(|| format!("not within {}", clock(outcome.end)), clock)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_wrap_under_their_text() {
+        let text = "  label        one two three four five six seven\nshort\n";
+        assert_eq!(
+            wrap(text, 40),
+            "  label        one two three four five\n               six seven\nshort\n"
+        );
+    }
 }
