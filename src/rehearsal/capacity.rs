@@ -19,13 +19,16 @@ use serde::{Deserialize, Serialize};
 use crate::loadgen::LoadgenArgs;
 
 /// Storefront settings the measurement does not take from the overlay: where it listens, its
-/// admin token, and the drain, which only slows the measurement's end.
+/// admin token, the drain, which only slows the measurement's end, and the share of traces
+/// exported, which does nothing without an exporter (the measurement runs none: it has no
+/// network but 127.0.0.1, and what exporting costs a pod is not in its figure).
 const NOT_MEASURED: &[&str] = &[
     "DOORBUSTER_HOST",
     "DOORBUSTER_ADMIN_PORT",
     "DOORBUSTER_ADMIN_TOKEN",
     "DOORBUSTER_SKIP_MIGRATIONS",
     "DOORBUSTER_DRAIN_DELAY",
+    "DOORBUSTER_TRACE_EXPORT_RATIO",
 ];
 
 /// One measurement, as saved.
@@ -388,6 +391,7 @@ mod tests {
             ("DOORBUSTER_CPU_WORK", "8ms"),
             ("DOORBUSTER_ADMIN_PORT", "9090"),
             ("DOORBUSTER_DRAIN_DELAY", "5s"),
+            ("DOORBUSTER_TRACE_EXPORT_RATIO", "0.1"),
             ("DATABASE_URL", "sqlite:///data/doorbuster.db"),
             ("LOG_FORMAT", "json"),
         ]

@@ -492,6 +492,9 @@ fn inputs(
         measurement.p99_ms,
         measurement.errors
     );
+    out.push_str(
+        "               SQLite; no telemetry exporter runs (127.0.0.1 only), so exporting's cost is left out\n",
+    );
     let _ = writeln!(
         out,
         "  pod start    ready {} after creation on a VM node, {} on the virtual node\n               (assumptions: --vm-pod-start, --aci-pod-start)",
