@@ -1,10 +1,12 @@
-//! The command line: one binary, three roles, so one container image serves every role.
+//! The command line: one binary, three roles, so one container image serves every role (and a
+//! fourth command, `rehearse`, for whoever presents the AKS demo).
 //! With no subcommand the binary serves, which keeps `cargo run` and the image's default simple.
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, MigrateArgs, ServeArgs};
 use crate::loadgen::LoadgenArgs;
+use crate::rehearsal::RehearseArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +40,9 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Send shoppers (or one request on repeat) to a Doorbuster and report how it held up.
     Loadgen(LoadgenArgs),
+    /// Predict the AKS demo's surge from a rendered overlay: the replica curve, pods on VM nodes
+    /// and on the virtual node, minute by minute; fails when the demo would not burst.
+    Rehearse(RehearseArgs),
 }
 
 impl Cli {

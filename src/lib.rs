@@ -18,7 +18,9 @@
 //! - [`state`]: the one `AppState` handed to every handler.
 //! - [`web`]: the route table and middleware; [`web::pages`] renders askama templates from
 //!   `templates/`, and [`web::page_cache`] keeps the rendered pages every visitor with an empty
-//!   cart shares, until stock moves; [`web::origin`] refuses form posts that another site makes a
+//!   cart shares, until stock moves; [`web::confirmation`] shows an order, from the database or,
+//!   right after checkout on another replica with its own store, from the shopper's receipt
+//!   cookie; [`web::origin`] refuses form posts that another site makes a
 //!   browser send and tells whether the shopper is on HTTPS; [`web::api`] is the JSON API and its
 //!   OpenAPI document; [`web::assets`] and [`web::art`] serve the stylesheet, script and
 //!   generated product art from inside the binary.
@@ -38,6 +40,8 @@
 //!   which requests are traced, decided before any span is built.
 //! - [`loadgen`]: the load generator (`doorbuster loadgen`): shopper journeys, load shapes,
 //!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
+//! - [`rehearsal`]: `doorbuster rehearse`, the AKS demo's surge predicted from the rendered
+//!   overlay, the guide's cluster and a measured per-pod capacity, through the HPA's algorithm.
 
 pub mod cart;
 pub mod checkout;
@@ -51,6 +55,7 @@ pub mod load;
 pub mod loadgen;
 pub mod metrics;
 pub mod money;
+pub mod rehearsal;
 pub mod sampling;
 pub mod server;
 pub mod state;

@@ -4,12 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use doorbuster::cli::{Cli, Command};
-use doorbuster::{loadgen, server, telemetry};
+use doorbuster::{loadgen, rehearsal, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
     let command = cli.into_command();
+    // The rehearsal is plain computation and child processes: no runtime, no logging.
+    if let Command::Rehearse(args) = &command {
+        return rehearsal::run(args);
+    }
     // `serve` installs logging together with its exporters (inside the runtime, which the
     // exporters run on); the other roles only log.
     if !matches!(command, Command::Serve(_)) {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
                 }
                 loadgen::exit_code(&result)
             }
+            Command::Rehearse(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

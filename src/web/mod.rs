@@ -15,6 +15,7 @@ pub mod api;
 pub mod art;
 pub mod assets;
 pub mod compress;
+pub mod confirmation;
 pub mod control;
 pub mod extract;
 pub mod observe;
@@ -60,7 +61,7 @@ pub fn router(state: AppState) -> Router {
             "/checkout",
             get(pages::checkout_form).post(pages::checkout_submit),
         )
-        .route("/orders/{id}", get(pages::order))
+        .route("/orders/{id}", get(confirmation::order))
         .route("/static/{file}", get(assets::static_file))
         .route("/art/product/{file}", get(assets::product_art))
         .route("/art/category/{file}", get(assets::category_art))

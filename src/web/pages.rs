@@ -17,13 +17,14 @@ use opentelemetry::KeyValue;
 use serde::Deserialize;
 
 use super::assets;
+use super::confirmation;
 use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
 use super::origin::{OverHttps, SameOrigin};
 use super::page_cache::{CachedPage, PageKey};
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
 use crate::db::catalog::{self, Category, Product, Sort};
-use crate::db::orders::{self, Customer, Order, Shortage};
+use crate::db::orders::{Customer, Shortage};
 use crate::error::{AppError, PageError, echo};
 use crate::money::Money;
 use crate::state::AppState;
@@ -73,7 +74,7 @@ impl Layout {
     }
 
     /// The full frame, with category navigation (`current` marks the category being shown).
-    async fn load(
+    pub(super) async fn load(
         state: &AppState,
         title: impl Into<String>,
         cart: &Cart,
@@ -810,7 +811,13 @@ pub async fn checkout_submit(
     let again = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);
-            return Ok((cart_cookie(&Cart::default(), https), Redirect::to(&to)).into_response());
+            // The redirect may land on another replica, which with a store per replica does not
+            // hold the order: the receipt lets it show the confirmation all the same.
+            let mut cookies = cart_cookie(&Cart::default(), https);
+            if let Some(receipt) = confirmation::receipt_cookie(placed.order(), https) {
+                cookies = cookies.add(receipt);
+            }
+            return Ok((cookies, Redirect::to(&to)).into_response());
         }
         Err(CheckoutError::Invalid(errors)) => CheckoutAgain {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -916,67 +923,6 @@ impl CheckoutAgain {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct OrderParams {
-    placed: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "order.html")]
-struct OrderTemplate {
-    layout: Layout,
-    order: Order,
-    number: String,
-    total: Money,
-    lines: Vec<(String, i64, Money)>,
-    just_placed: bool,
-}
-
-pub async fn order(
-    State(state): State<AppState>,
-    CartCookie(cart): CartCookie,
-    PagePath(id): PagePath<String>,
-    PageQuery(params): PageQuery<OrderParams>,
-) -> Result<Response, PageError> {
-    let not_found = || {
-        AppError::not_found(format!(
-            "There is no order {}. Check the order number in your confirmation.",
-            echo(&id)
-        ))
-    };
-    if !orders::is_order_id(&id) {
-        return Err(not_found().into());
-    }
-    let order = orders::order(&state.db, &id).await?.ok_or_else(not_found)?;
-    let layout = Layout::load(
-        &state,
-        format!("Order {} · Doorbuster", order.id),
-        &cart,
-        None,
-    )
-    .await?;
-    let lines = order
-        .lines
-        .iter()
-        .map(|line| {
-            (
-                line.product_name.clone(),
-                line.quantity,
-                Money(line.line_total_cents()),
-            )
-        })
-        .collect();
-    let page = OrderTemplate {
-        layout,
-        number: group_order_number(&order.id),
-        total: Money(order.total_cents),
-        lines,
-        just_placed: params.placed.is_some(),
-        order,
-    };
-    Ok(no_store(Page(StatusCode::OK, page)).into_response())
-}
-
 /// `19204` → `19,204`, for review counts in templates (which pass fields by reference).
 fn grouped(n: &i64) -> String {
     let n = *n;
@@ -994,17 +940,8 @@ fn grouped(n: &i64) -> String {
     out
 }
 
-/// `K7Q3M9XD2FHA` → `K7Q3-M9XD-2FHA`, easier to read out on the phone.
-fn group_order_number(id: &str) -> String {
-    id.as_bytes()
-        .chunks(4)
-        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 /// Marks a response as not storable at all (it shows personal data or a form key).
-fn no_store(page: impl IntoResponse) -> Response {
+pub(super) fn no_store(page: impl IntoResponse) -> Response {
     let mut response = page.into_response();
     response
         .headers_mut()
@@ -1022,11 +959,6 @@ mod tests {
         assert_eq!(grouped(&3412), "3,412");
         assert_eq!(grouped(&19_204), "19,204");
         assert_eq!(grouped(&1_000_000), "1,000,000");
-    }
-
-    #[test]
-    fn order_numbers_are_grouped() {
-        assert_eq!(group_order_number("K7Q3M9XD2FHA"), "K7Q3-M9XD-2FHA");
     }
 
     #[test]

@@ -355,15 +355,25 @@ async fn the_json_api_refuses_what_a_cross_site_form_can_send() {
     assert_eq!(app.order_count().await, 0);
 }
 
-/// Whether each `Set-Cookie` for the cart in `response` is `Secure`.
+/// Whether the `Set-Cookie` for the cart in `response` is `Secure`.
 fn cart_cookie_is_secure(response: &TestResponse) -> bool {
-    let set = response.header("set-cookie");
-    assert!(set.starts_with("cart="), "a cart cookie: {set:?}");
+    cookie_is_secure(response, "cart")
+}
+
+/// Whether the `Set-Cookie` for cookie `name` in `response` is `Secure`.
+fn cookie_is_secure(response: &TestResponse, name: &str) -> bool {
+    let set = response
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("a {name} cookie: {:?}", response.headers));
     set.split(';')
         .any(|attribute| attribute.trim().eq_ignore_ascii_case("secure"))
 }
 
-/// The cart cookie is `Secure` when the shopper came over HTTPS (the load balancer says so in
+/// The cart cookie (and the receipt a checkout leaves) is `Secure` when the shopper came over HTTPS (the load balancer says so in
 /// `X-Forwarded-Proto`), on every answer that sets it; over plain HTTP it is not, so a shop on
 /// `http://localhost` keeps its cart.
 #[tokio::test]
@@ -418,6 +428,11 @@ async fn cart_cookie_is_secure_only_over_https() {
             cart_cookie_is_secure(&placed),
             secure,
             "emptied at checkout {headers:?}"
+        );
+        assert_eq!(
+            cookie_is_secure(&placed, doorbuster::web::confirmation::RECEIPT_COOKIE),
+            secure,
+            "the order's receipt {headers:?}"
         );
     }
 }

@@ -19,6 +19,8 @@ mod manifests;
 mod openapi;
 mod page_cache;
 mod probes;
+mod rehearsal;
 mod reliability;
+mod replicas;
 mod shutdown;
 mod telemetry;
