@@ -9,12 +9,13 @@
 //!
 //! SQLite gets two pools over the same file: many readers (WAL lets them run alongside a writer) and
 //! a single writer, so that concurrent checkouts queue inside the process instead of failing with
-//! "database is locked". A passive checkpoint on a reader moves the WAL into the database file
-//! without holding up the writer, every [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by
-//! [`CHECKPOINT_EVERY_BYTES`]; it cannot shrink the WAL while readers keep reading, so the writer
-//! also truncates the WAL itself, between transactions, once it passes half of
-//! [`DbOptions::sqlite_wal_max`] (a checkout surge grew it past a gigabyte before). The passive
-//! checkpoints leave that truncation little to copy, so it holds the writer only briefly.
+//! "database is locked". One task checkpoints the WAL: passively on a reader (not holding up the
+//! writer) every [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by
+//! [`CHECKPOINT_EVERY_BYTES`]; a passive checkpoint cannot shrink the WAL while readers keep
+//! reading, so once it passes half of [`DbOptions::sqlite_wal_max`] (or half of what a smaller
+//! volume leaves it) the task truncates it through the writer, between transactions (a checkout
+//! surge grew it past a gigabyte before). The passive checkpoints leave that truncation little to
+//! copy, so it holds the writer only briefly.
 //!
 //! Every call goes through [`Db::call`], which bounds it by the statement timeout and tells
 //! [`status::StoreStatus`] how it went; `/readyz` asks [`Db::readiness`]. A connection whose write
@@ -154,9 +155,11 @@ struct SqliteFile {
     /// on a volume too small for that, half of what the WAL could grow into (see
     /// [`SqliteFile::refresh_mark`]).
     truncate_mark: AtomicU64,
-    /// Set while a truncation is queued, so one surge queues one, not one per checkout.
-    truncating: AtomicBool,
-    /// The WAL size when a passive checkpoint was last asked for, and how to ask for one.
+    /// Set when a write failed for want of space: the next checkpoint truncates, whatever the
+    /// WAL's size.
+    shrink: AtomicBool,
+    /// The WAL size when a checkpoint was last asked for, and how to ask the checkpoint task
+    /// for one.
     checkpoint_asked_at: AtomicU64,
     checkpoint_now: Notify,
 }
@@ -171,7 +174,7 @@ impl SqliteFile {
             identity: file_identity(path)?,
             wal_truncate_at: wal_max / 2,
             truncate_mark: AtomicU64::new(wal_max / 2),
-            truncating: AtomicBool::new(false),
+            shrink: AtomicBool::new(false),
             checkpoint_asked_at: AtomicU64::new(0),
             checkpoint_now: Notify::new(),
         })
@@ -244,11 +247,21 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     std::fs::metadata(path).map(|_| (0, 0))
 }
 
-/// Checkpoints the WAL through `reader` every [`CHECKPOINT_INTERVAL`] and when the writer asks
-/// (see [`CHECKPOINT_EVERY_BYTES`]), without waiting for the writer or readers (`PASSIVE`, what
-/// SQLite's automatic checkpoint does too), until `stop`. A failure is logged when it starts and
-/// when it ends, not every second.
-fn spawn_checkpoints(reader: SqlitePool, file: Arc<SqliteFile>, stop: CancellationToken) {
+/// The one task that checkpoints the WAL (two checkpoints at once make the second fail with
+/// `SQLITE_BUSY` at once, so they must not come from two places), every [`CHECKPOINT_INTERVAL`]
+/// and whenever the writer asks (see [`CHECKPOINT_EVERY_BYTES`]), until `stop`:
+/// - past the truncation mark, or after a write failed for want of space: a `TRUNCATE`
+///   checkpoint through the writer, between two transactions ([`truncate_wal`]);
+/// - otherwise a `PASSIVE` one through a reader, which waits for no one (what SQLite's automatic
+///   checkpoint does too) and leaves the truncations little to copy.
+///
+/// A failure is logged when it starts and when it ends, not every time.
+fn spawn_checkpoints(
+    reader: SqlitePool,
+    writer: SqlitePool,
+    file: Arc<SqliteFile>,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -259,34 +272,59 @@ fn spawn_checkpoints(reader: SqlitePool, file: Arc<SqliteFile>, stop: Cancellati
                 _ = ticks.tick() => {}
                 () = file.checkpoint_now.notified() => {}
             }
-            if reader.is_closed() {
+            if reader.is_closed() || writer.is_closed() {
                 return;
             }
-            let Ok(mut conn) = reader.acquire().await else {
-                continue;
-            };
-            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&mut *conn)
-                .await
+            let shrink = file.shrink.swap(false, Ordering::AcqRel);
+            let bounded = file.wal_truncate_at > 0;
+            let outcome = if bounded
+                && (shrink || file.wal_len() > file.truncate_mark.load(Ordering::Relaxed))
             {
-                Ok(_) if failing => {
+                // The copying and syncing first, without holding the writer; the truncation
+                // then has only what was committed meanwhile left to copy.
+                match passive_checkpoint(&reader).await {
+                    Ok(()) => truncate_wal(&writer, &file).await,
+                    Err(error) => Err(error),
+                }
+            } else {
+                passive_checkpoint(&reader).await
+            };
+            match outcome {
+                Ok(()) if failing => {
                     failing = false;
                     tracing::info!("WAL checkpoints work again");
                 }
-                Ok(_) => {}
+                Ok(()) => {}
+                // A failure while the disk is full is expected, and the fault already logged.
+                Err(error) if shrink => tracing::debug!(%error, "WAL checkpoint failed"),
                 Err(error) => {
-                    // A connection opened while the file was read-only stays read-only: close it
-                    // so the next one can write once the file can.
-                    conn.close_on_drop();
                     if !failing {
                         failing = true;
                         tracing::warn!(%error, "WAL checkpoint failed; retrying every {CHECKPOINT_INTERVAL:?}");
                     }
                 }
             }
+            file.checkpoint_asked_at
+                .store(file.wal_len(), Ordering::Relaxed);
             file.refresh_mark();
         }
     });
+}
+
+/// Copies what it can of the WAL into the database file without waiting for anyone.
+async fn passive_checkpoint(reader: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut conn = reader.acquire().await?;
+    let started = std::time::Instant::now();
+    let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(&mut *conn)
+        .await;
+    tracing::trace!(took = ?started.elapsed(), "WAL checkpoint (PASSIVE)");
+    if result.is_err() {
+        // A connection opened while the file was read-only stays read-only: close it so the
+        // next one can write once the file can.
+        conn.close_on_drop();
+    }
+    result.map(|_| ())
 }
 
 /// A handle on the store; cheap to clone (pools and status are reference counted).
@@ -524,7 +562,7 @@ impl Db {
                 .await?;
             let stop = CancellationToken::new();
             let file = Arc::new(file);
-            spawn_checkpoints(reader.clone(), file.clone(), stop.clone());
+            spawn_checkpoints(reader.clone(), writer.clone(), file.clone(), stop.clone());
             SqliteStore {
                 reader,
                 writer,
@@ -655,13 +693,13 @@ impl Db {
         }
     }
 
-    /// Called after every committed write: records it, and keeps the SQLite WAL bounded.
+    /// Called after every committed write: records it, and keeps the SQLite WAL bounded by
+    /// asking the checkpoint task for a checkpoint every few megabytes of growth, and for a
+    /// truncation once past the mark (see [`spawn_checkpoints`]).
     pub(crate) fn committed(&self) {
         self.status.write_ok();
         let Store::Sqlite(SqliteStore {
-            writer,
-            file: Some(file),
-            ..
+            file: Some(file), ..
         }) = &self.store
         else {
             return;
@@ -672,31 +710,24 @@ impl Db {
         }
         let wal = file.wal_len();
         let mark = file.truncate_mark.load(Ordering::Relaxed);
-        // Passive checkpoints every 4 MiB, or more often on a volume too small for that.
+        // Every 4 MiB, or more often on a volume too small for that.
         let step = CHECKPOINT_EVERY_BYTES.min(mark / 2).max(1);
-        if wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + step {
+        if wal > mark || wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + step {
             file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
             file.checkpoint_now.notify_one();
-        }
-        if wal > mark && !file.truncating.swap(true, Ordering::AcqRel) {
-            tokio::spawn(truncate_wal(writer.clone(), file.clone(), false));
         }
     }
 
     /// After a write failed for want of space (or an I/O error): the WAL may be what fills the
-    /// volume, and no commit will succeed to truncate it, so try now. Quiet, because the fault is
-    /// already logged; a failed attempt is retried after the next failure.
+    /// volume, and no commit will succeed to ask for its truncation, so ask now.
     fn shrink_wal(&self) {
         if let Store::Sqlite(SqliteStore {
-            writer,
-            file: Some(file),
-            ..
+            file: Some(file), ..
         }) = &self.store
             && file.wal_truncate_at > 0
-            && file.wal_len() > 0
-            && !file.truncating.swap(true, Ordering::AcqRel)
+            && !file.shrink.swap(true, Ordering::AcqRel)
         {
-            tokio::spawn(truncate_wal(writer.clone(), file.clone(), true));
+            file.checkpoint_now.notify_one();
         }
     }
 
@@ -782,38 +813,35 @@ impl Db {
 /// Truncates the SQLite WAL through the writer, between two transactions: a `TRUNCATE`
 /// checkpoint copies what is left into the database file, waits for readers still reading old
 /// frames (briefly: new readers read the file once it is up to date), and empties the WAL.
-/// `quiet` logs a failure at debug level only (for attempts made while a fault is on record).
-async fn truncate_wal(writer: SqlitePool, file: Arc<SqliteFile>, quiet: bool) {
-    let result = async {
-        let mut conn = writer.acquire().await?;
-        // Do not hold the writer for the 5 s busy timeout if readers stay on old frames: the
-        // next commit past the mark tries again.
-        sqlx::query("PRAGMA busy_timeout = 200")
-            .execute(&mut *conn)
-            .await?;
-        let outcome: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&mut *conn)
-            .await;
-        sqlx::query("PRAGMA busy_timeout = 5000")
-            .execute(&mut *conn)
-            .await?;
-        outcome
-    }
-    .await;
-    match result {
-        Ok((0, _, _)) => tracing::debug!("WAL truncated"),
-        Ok((_busy, frames, copied)) => {
+/// Readers that stay on old frames longer than 200 ms postpone it to the next checkpoint rather
+/// than hold every checkout.
+async fn truncate_wal(writer: &SqlitePool, file: &SqliteFile) -> Result<(), sqlx::Error> {
+    let mut conn = writer.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 200")
+        .execute(&mut *conn)
+        .await?;
+    let started = std::time::Instant::now();
+    let outcome: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *conn)
+        .await;
+    let took = started.elapsed();
+    sqlx::query("PRAGMA busy_timeout = 5000")
+        .execute(&mut *conn)
+        .await?;
+    match outcome? {
+        (0, _, _) => tracing::debug!(?took, "WAL truncated"),
+        (_busy, frames, copied) => {
             tracing::debug!(
+                ?took,
                 frames,
                 copied,
                 "WAL truncation postponed: readers still on it"
-            )
+            );
+            // Try again soon rather than at the next tick.
+            file.checkpoint_now.notify_one();
         }
-        Err(error) if quiet => tracing::debug!(%error, "WAL truncation failed"),
-        Err(error) => tracing::warn!(%error, "WAL truncation failed"),
     }
-    file.checkpoint_asked_at.store(0, Ordering::Relaxed);
-    file.truncating.store(false, Ordering::Release);
+    Ok(())
 }
 
 /// Hides the password in a database URL so it can be logged.
