@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestApp, checkout_body};
+use crate::support::{TestApp, checkout_body, own_process};
 
 /// What the fake ingestion service received: (path, decoded JSON).
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
@@ -144,6 +144,11 @@ fn tracked_items(received: &[(String, Value)]) -> Vec<Value> {
 /// result codes, database dependencies, the order metric, and Live Metrics pings and posts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_insights_receives_requests_dependencies_metrics_and_live_metrics() {
+    if !own_process(
+        "telemetry::application_insights_receives_requests_dependencies_metrics_and_live_metrics",
+    ) {
+        return;
+    }
     let (fake, received) = fake_ingestion().await;
     let connection_string = format!(
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
@@ -163,8 +168,8 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
             .any(|line| line.contains("00000000-0000")),
         "the key is never logged"
     );
-    // Global, as in `serve`: the server's tasks run on every worker thread. (nextest runs each
-    // test in its own process, so this does not leak into other tests.)
+    // Global, as in `serve`: the server's tasks run on every worker thread. (The test has its
+    // process to itself, so this does not leak into other tests.)
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only global subscriber in this process");
 
@@ -331,6 +336,9 @@ fn live_metric(received: &Received, name: &str) -> f64 {
 /// dependency rates do not depend on the share of traces exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_metrics_counts_requests_that_are_not_traced() {
+    if !own_process("telemetry::live_metrics_counts_requests_that_are_not_traced") {
+        return;
+    }
     let (fake, received) = fake_ingestion().await;
     let connection_string = format!(
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
