@@ -2,143 +2,17 @@
 //! route, database dependencies, metrics and Live Metrics calls; Prometheus text is on the admin
 //! port only.
 
-use std::io::Read as _;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use doorbuster::config::{LogFormat, TelemetryArgs, WebConfig};
-use doorbuster::server;
-use doorbuster::state::AppState;
+use axum::http::StatusCode;
+use doorbuster::config::{LogFormat, TelemetryArgs};
 use doorbuster::telemetry::Telemetry;
-use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
+use crate::fake_insights::{
+    DEPENDENCIES, FakeInsights, LoopbackClient, REQUESTS, Shop, args, base_data, install_telemetry,
+};
 use crate::support::{TestApp, checkout_body, own_process};
-
-/// What the fake ingestion service received: (path, decoded JSON).
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// Accepts `POST /v2/track` (gzipped JSON array) and Live Metrics' ping and post, recording all.
-async fn fake_ingestion() -> (String, Received) {
-    async fn record(
-        State(received): State<Received>,
-        uri: Uri,
-        body: Bytes,
-    ) -> axum::response::Response {
-        let mut text = Vec::new();
-        if body.starts_with(&[0x1f, 0x8b]) {
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut text)
-                .unwrap();
-        } else {
-            text = body.to_vec();
-        }
-        let json = serde_json::from_slice(&text).unwrap_or(Value::Null);
-        let path = uri.path().to_owned();
-        let count = json.as_array().map_or(0, Vec::len);
-        received.lock().unwrap().push((path.clone(), json));
-        if path.starts_with("/QuickPulseService.svc") {
-            // Tell the exporter a Live Metrics viewer is watching, so it starts posting.
-            return (StatusCode::OK, [("x-ms-qps-subscribed", "true")], "").into_response();
-        }
-        let answer =
-            serde_json::json!({"itemsReceived": count, "itemsAccepted": count, "errors": []});
-        (StatusCode::OK, axum::Json(answer)).into_response()
-    }
-    let received = Received::default();
-    let app = Router::new()
-        .route("/v2/track", post(record))
-        .route("/QuickPulseService.svc/ping", post(record))
-        .route("/QuickPulseService.svc/post", post(record))
-        .with_state(received.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("127.0.0.1:{}", addr.port()), received)
-}
-
-/// The connection-string parser upgrades every endpoint to https; this client takes loopback
-/// requests back to plain http so they reach the fake. Everything else is the real exporter.
-#[derive(Clone, Debug)]
-struct LoopbackClient(reqwest::Client);
-
-#[async_trait::async_trait]
-impl HttpClient for LoopbackClient {
-    async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let uri = request.uri().to_string();
-        assert!(
-            uri.starts_with("https://127.0.0.1:"),
-            "telemetry must only go to the fake: {uri}"
-        );
-        *request.uri_mut() = uri.replacen("https://", "http://", 1).parse()?;
-        self.0.send_bytes(request).await
-    }
-}
-
-fn args(connection_string: Option<String>) -> TelemetryArgs {
-    TelemetryArgs {
-        applicationinsights_connection_string: connection_string,
-        otel_exporter_otlp_endpoint: None,
-        otel_service_name: "doorbuster".to_owned(),
-        otel_metric_export_interval: 60_000,
-        trace_export_ratio: 1.0,
-        pod_name: Some("doorbuster-test-pod".to_owned()),
-        node_name: Some("virtual-node-aci-linux".to_owned()),
-    }
-}
-
-fn base_data<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
-    items
-        .iter()
-        .filter(|item| item["data"]["baseType"] == base_type)
-        .map(|item| &item["data"]["baseData"])
-        .collect()
-}
-
-/// A shop on SQLite served on 127.0.0.1 with `telemetry`'s metrics: the app, its base URL, the
-/// stop switch and the server task.
-async fn serve_shop(
-    telemetry: &Telemetry,
-) -> (
-    TestApp,
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let app = TestApp::sqlite().await;
-    let state = AppState::with_metrics(
-        app.state.db.clone(),
-        WebConfig::default(),
-        telemetry.metrics.clone(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        state,
-        Duration::ZERO,
-        stop.clone().cancelled_owned(),
-    ));
-    (app, base, stop, server)
-}
-
-/// Every item the fake received on `/v2/track`.
-fn tracked_items(received: &[(String, Value)]) -> Vec<Value> {
-    received
-        .iter()
-        .filter(|(path, _)| path == "/v2/track")
-        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
-        .collect()
-}
 
 /// After a page view and a checkout, Application Insights has the requests by route with their
 /// result codes, database dependencies, the order metric, and Live Metrics pings and posts.
@@ -149,13 +23,13 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     ) {
         return;
     }
-    let (fake, received) = fake_ingestion().await;
-    let connection_string = format!(
-        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
-    );
-    let client = LoopbackClient(reqwest::Client::builder().build().unwrap());
-    let (telemetry, subscriber, report) =
-        Telemetry::build(&args(Some(connection_string)), LogFormat::Text, client).unwrap();
+    let fake = FakeInsights::start().await;
+    let (telemetry, subscriber, report) = Telemetry::build(
+        &args(Some(fake.connection_string.clone())),
+        LogFormat::Text,
+        LoopbackClient::new(),
+    )
+    .unwrap();
     assert!(
         report.lines[0].starts_with("Application Insights: on"),
         "{:?}",
@@ -173,14 +47,16 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only global subscriber in this process");
 
-    let (app, base, stop, server) = serve_shop(&telemetry).await;
+    let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
+    let base = shop.base.clone();
 
     let http = reqwest::Client::new();
     assert_eq!(
         http.get(format!("{base}/")).send().await.unwrap().status(),
         200
     );
-    let product = app
+    let product = shop
+        .app
         .find_product(|p| p["stock"].as_i64().unwrap() > 20)
         .await;
     let order = http
@@ -206,7 +82,8 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     // Live Metrics pings at once, then posts every second while "subscribed".
     let started = Instant::now();
     loop {
-        let paths: Vec<String> = received
+        let paths: Vec<String> = fake
+            .received
             .lock()
             .unwrap()
             .iter()
@@ -230,7 +107,7 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
         );
     }
     let started = Instant::now();
-    while live_metric(&received, "\\ApplicationInsights\\Requests/Sec") <= 0.0 {
+    while fake.live_metric_sum(REQUESTS) <= 0.0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "Live Metrics never counted the traced requests"
@@ -238,12 +115,11 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    shop.stop().await;
     telemetry.shutdown(Duration::from_secs(5)).await;
 
-    let received = received.lock().unwrap();
-    let items = tracked_items(&received);
+    let received = fake.received.lock().unwrap();
+    let items = crate::fake_insights::tracked_items(&received);
     let requests = base_data(&items, "RequestData");
 
     let names: Vec<_> = items
@@ -317,20 +193,6 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     );
 }
 
-/// The sum of a Live Metrics metric over every post received so far.
-fn live_metric(received: &Received, name: &str) -> f64 {
-    received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(path, _)| path.ends_with("/post"))
-        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
-        .flat_map(|point| point["Metrics"].as_array().cloned().unwrap_or_default())
-        .filter(|metric| metric["Name"] == name)
-        .filter_map(|metric| metric["Value"].as_f64())
-        .sum()
-}
-
 /// With no trace exported (`DOORBUSTER_TRACE_EXPORT_RATIO=0`), requests build no spans for the
 /// exporter, yet Live Metrics still counts them and their database calls: its request and
 /// dependency rates do not depend on the share of traces exported.
@@ -339,44 +201,21 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
     if !own_process("telemetry::live_metrics_counts_requests_that_are_not_traced") {
         return;
     }
-    let (fake, received) = fake_ingestion().await;
-    let connection_string = format!(
-        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
-    );
-    let client = LoopbackClient(reqwest::Client::builder().build().unwrap());
-    let args = TelemetryArgs {
+    let fake = FakeInsights::start().await;
+    let telemetry = install_telemetry(&TelemetryArgs {
         trace_export_ratio: 0.0,
-        ..args(Some(connection_string))
-    };
-    let (telemetry, subscriber, _) = Telemetry::build(&args, LogFormat::Text, client).unwrap();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the only global subscriber in this process");
-
-    let (_app, base, stop, server) = serve_shop(&telemetry).await;
-
-    // Live Metrics counts only while a viewer watches: wait for its first post.
-    let started = Instant::now();
-    while !received
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(path, _)| path.ends_with("/post"))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no Live Metrics post"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ..args(Some(fake.connection_string.clone()))
+    });
+    let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
+    let base = shop.base.clone();
+    fake.wait_for_live_posts().await;
     let http = reqwest::Client::new();
     for _ in 0..20 {
         let page = http.get(format!("{base}/")).send().await.unwrap();
         assert_eq!(page.status(), 200);
     }
     let started = Instant::now();
-    while live_metric(&received, "\\ApplicationInsights\\Requests/Sec") <= 0.0
-        || live_metric(&received, "\\ApplicationInsights\\Dependency Calls/Sec") <= 0.0
-    {
+    while fake.live_metric_sum(REQUESTS) <= 0.0 || fake.live_metric_sum(DEPENDENCIES) <= 0.0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "Live Metrics never counted the untraced requests and their database calls"
@@ -384,11 +223,9 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    shop.stop().await;
     telemetry.shutdown(Duration::from_secs(5)).await;
-    let received = received.lock().unwrap();
-    let items = tracked_items(&received);
+    let items = fake.items();
     // Only the start-up work (migrations and seeding, outside any request) is traced.
     let exported: Vec<&Value> = base_data(&items, "RequestData")
         .into_iter()
@@ -447,23 +284,13 @@ async fn malformed_connection_string_is_a_startup_error() {
 #[tokio::test]
 async fn prometheus_metrics_on_the_admin_port_only() {
     let app = TestApp::sqlite().await;
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (public_url, admin_url) = (
-        format!("http://{}", public.local_addr().unwrap()),
-        format!("http://{}", admin.local_addr().unwrap()),
-    );
-    let stop = CancellationToken::new();
-    let shop = tokio::spawn(server::serve(
-        public,
-        app.state.clone(),
-        Duration::ZERO,
-        stop.clone().cancelled_owned(),
-    ));
-    let admin_server = tokio::spawn(server::serve_admin(admin, app.state.clone(), stop.clone()));
+    let state = app.state.clone();
+    let shop = Shop::serve_state(app, state).await;
+    let (public_url, admin_url) = (shop.base.clone(), shop.admin.clone());
 
     let http = reqwest::Client::new();
-    let product = app
+    let product = shop
+        .app
         .find_product(|p| p["stock"].as_i64().unwrap() > 20)
         .await;
     let placed = http
@@ -519,7 +346,5 @@ async fn prometheus_metrics_on_the_admin_port_only() {
         .await
         .unwrap();
     assert_eq!(public_metrics.status(), 404);
-    stop.cancel();
-    shop.await.unwrap().unwrap();
-    admin_server.await.unwrap().unwrap();
+    shop.stop().await;
 }
