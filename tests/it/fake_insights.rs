@@ -121,6 +121,29 @@ impl FakeInsights {
             .sum()
     }
 
+    /// How many events a Live Metrics rate counted in all: each post's rate times the time since
+    /// the post before (posts come about once a second, so this is the count give or take the
+    /// few milliseconds between collecting and posting).
+    pub fn live_metric_count(&self, name: &str) -> f64 {
+        self.live_posts()
+            .windows(2)
+            .map(|pair| {
+                let seconds = (pair[1].at_ms - pair[0].at_ms) as f64 / 1000.0;
+                pair[1].metrics.get(name).copied().unwrap_or(0.0) * seconds
+            })
+            .sum()
+    }
+
+    /// Everything received, as text, to look for what must never be sent.
+    pub fn everything(&self) -> String {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(path, body)| format!("{path} {body}\n"))
+            .collect()
+    }
+
     /// Waits for the first Live Metrics post: Live Metrics counts only while a viewer watches.
     pub async fn wait_for_live_posts(&self) {
         let started = Instant::now();
@@ -144,6 +167,8 @@ pub struct LivePost {
 pub const REQUESTS: &str = "\\ApplicationInsights\\Requests/Sec";
 pub const REQUESTS_FAILED: &str = "\\ApplicationInsights\\Requests Failed/Sec";
 pub const DEPENDENCIES: &str = "\\ApplicationInsights\\Dependency Calls/Sec";
+pub const DEPENDENCIES_FAILED: &str = "\\ApplicationInsights\\Dependency Calls Failed/Sec";
+pub const EXCEPTIONS: &str = "\\ApplicationInsights\\Exceptions/Sec";
 
 /// Every item in what was received on `/v2/track`.
 pub fn tracked_items(received: &[(String, Value)]) -> Vec<Value> {

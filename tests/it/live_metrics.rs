@@ -7,14 +7,15 @@ use doorbuster::config::TelemetryArgs;
 use doorbuster::load::{Cost, Knobs};
 
 use crate::fake_insights::{
-    DEPENDENCIES, FakeInsights, LivePost, REQUESTS, REQUESTS_FAILED, Shop, args, epoch_ms,
-    install_telemetry, median, open_load,
+    DEPENDENCIES, EXCEPTIONS, FakeInsights, LivePost, REQUESTS, REQUESTS_FAILED, Shop, args,
+    epoch_ms, install_telemetry, median, open_load,
 };
 use crate::support::{TestApp, own_process};
 
 /// With a Live Metrics endpoint that takes 0.4 s to answer (Azure's, seen from another region),
 /// a steady 100 requests a second reads as 100 (±5%) in Live Metrics at the demo's trace ratio,
-/// and so do their failures and database calls: each rate is counted over the time it covers.
+/// and so do their failures, the exceptions those record and their database calls: each rate is
+/// counted over the time it covers.
 /// (The exporter divided each interval's count by its length rounded down to whole seconds: a
 /// post every 1.4 s read 140.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,6 +77,8 @@ async fn live_metrics_rates_are_true_when_the_endpoint_is_slow() {
         (REQUESTS, sent),
         (REQUESTS_FAILED, sent / 4.0),
         (DEPENDENCIES, sent * 3.0 / 4.0),
+        // Each failed request records one exception, traced or not.
+        (EXCEPTIONS, sent / 4.0),
     ];
     for (name, want) in truth {
         let shown = median(

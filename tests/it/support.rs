@@ -129,6 +129,21 @@ impl TestApp {
         F: FnOnce(&str) -> Fut,
         Fut: std::future::Future<Output = (P, String)>,
     {
+        Self::postgres_through_with_password(proxy, holder, None).await
+    }
+
+    /// [`TestApp::postgres_through`] with `password` in the database URL, as a real deployment's
+    /// has (the test server trusts local connections, so it is never asked for): for tests that
+    /// check it goes nowhere else.
+    pub async fn postgres_through_with_password<P, F, Fut>(
+        proxy: F,
+        holder: &mut Option<P>,
+        password: Option<&str>,
+    ) -> TestApp
+    where
+        F: FnOnce(&str) -> Fut,
+        Fut: std::future::Future<Output = (P, String)>,
+    {
         let database = PostgresDatabase::create().await;
         let rest = database.url.split("://").nth(1).expect("a URL");
         let host_port = rest
@@ -139,10 +154,18 @@ impl TestApp {
         let (handle, proxied) = proxy(host_port).await;
         *holder = Some(handle);
         // In clear text, so a proxy can see what passes (the server would offer TLS).
-        let url = format!(
+        let mut url = format!(
             "{}?sslmode=disable",
             database.url.replacen(host_port, &proxied, 1)
         );
+        if let Some(password) = password {
+            let (scheme, rest) = url.split_once("://").expect("a URL");
+            let (user, host) = rest
+                .split_once('@')
+                .expect("a user in the test server's URL");
+            let user = user.split(':').next().unwrap_or(user);
+            url = format!("{scheme}://{user}:{password}@{host}");
+        }
         let options = DbOptions {
             acquire_timeout: Duration::from_secs(1),
             statement_timeout: Duration::from_secs(2),

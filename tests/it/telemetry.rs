@@ -10,8 +10,10 @@ use doorbuster::telemetry::Telemetry;
 use serde_json::Value;
 
 use crate::fake_insights::{
-    DEPENDENCIES, FakeInsights, LoopbackClient, REQUESTS, Shop, args, base_data, install_telemetry,
+    DEPENDENCIES, DEPENDENCIES_FAILED, EXCEPTIONS, FakeInsights, LoopbackClient, REQUESTS, Shop,
+    args, base_data, install_telemetry,
 };
+use crate::reliability::CuttableProxy;
 use crate::support::{TestApp, checkout_body, own_process};
 
 /// After a page view and a checkout, Application Insights has the requests by route with their
@@ -239,6 +241,138 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
     assert!(
         !base_data(&items, "MetricData").is_empty(),
         "metrics are exported all the same"
+    );
+}
+
+/// PostgreSQL cut in the middle of a run (through the cuttable proxy of the reliability tests):
+/// each database call that failed is a failed dependency (`success: false`) naming the error's
+/// kind, and each call that worked a successful one; each 503 is a failed request with exactly
+/// one exception item giving the error's type and message; Live Metrics counts the failed calls
+/// and the exceptions. Nothing sent carries the database password or the connection string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_cut_shows_as_failed_dependencies_and_exceptions() {
+    if !own_process("telemetry::a_database_cut_shows_as_failed_dependencies_and_exceptions") {
+        return;
+    }
+    const PASSWORD: &str = "s3cret-db-password";
+    let fake = FakeInsights::start().await;
+    let telemetry = install_telemetry(&args(Some(fake.connection_string.clone())));
+    let mut proxy = None;
+    let app = TestApp::postgres_through_with_password(
+        |host_port| {
+            let host_port = host_port.to_owned();
+            async move {
+                let proxy = CuttableProxy::start(host_port).await;
+                let addr = proxy.addr.to_string();
+                (proxy, addr)
+            }
+        },
+        &mut proxy,
+        Some(PASSWORD),
+    )
+    .await;
+    let proxy = proxy.expect("the proxy was started");
+    let shop = Shop::serve(app, &telemetry).await;
+    let product = shop
+        .app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    fake.wait_for_live_posts().await;
+
+    let http = reqwest::Client::new();
+    let checkout = || {
+        http.post(format!("{}/api/checkout", shop.base))
+            .json(&checkout_body(&[(product, 1)]))
+            .send()
+    };
+    assert_eq!(checkout().await.unwrap().status(), 201);
+    proxy.cut().await;
+    const FAILED: usize = 5;
+    for _ in 0..FAILED {
+        assert_eq!(checkout().await.unwrap().status(), 503);
+    }
+    proxy.restore();
+    // Two more Live Metrics posts, so the last failures are in one.
+    let posts = fake.live_posts().len();
+    let started = Instant::now();
+    while fake.live_posts().len() < posts + 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no more posts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shop.stop().await;
+    telemetry.shutdown(Duration::from_secs(5)).await;
+
+    let items = fake.items();
+    let checkouts: Vec<&Value> = base_data(&items, "RequestData")
+        .into_iter()
+        .filter(|r| r["name"] == "POST /api/checkout")
+        .collect();
+    let failed: Vec<&&Value> = checkouts
+        .iter()
+        .filter(|r| r["responseCode"] == "503")
+        .collect();
+    assert_eq!(failed.len(), FAILED, "{checkouts:?}");
+    assert!(failed.iter().all(|r| r["success"] == false), "{failed:?}");
+
+    let exceptions = base_data(&items, "ExceptionData");
+    assert_eq!(
+        exceptions.len(),
+        FAILED,
+        "one exception per failed request: {exceptions:?}"
+    );
+    for exception in &exceptions {
+        let details = &exception["exceptions"][0];
+        let type_name = details["typeName"].as_str().unwrap();
+        assert!(type_name.starts_with("DbError::"), "{exception}");
+        assert!(
+            !details["message"].as_str().unwrap().is_empty()
+                && details["message"] != "<no message>",
+            "{exception}"
+        );
+    }
+
+    let dependencies = base_data(&items, "RemoteDependencyData");
+    let (broken, worked): (Vec<&Value>, Vec<&Value>) = dependencies
+        .iter()
+        .copied()
+        .filter(|d| d["type"] == "postgresql")
+        .partition(|d| d["success"] == false);
+    assert!(broken.len() >= FAILED, "failed calls: {dependencies:?}");
+    for dependency in &broken {
+        let kind = dependency["properties"]["error.type"].as_str();
+        assert!(
+            matches!(kind, Some("unavailable" | "timed_out")),
+            "a failed call names its kind: {dependency}"
+        );
+    }
+    assert!(
+        !worked.is_empty() && worked.iter().all(|d| d["success"] == true),
+        "calls that worked say so: {dependencies:?}"
+    );
+
+    // Live Metrics counted them, whether the request was traced or not.
+    let counted_exceptions = fake.live_metric_count(EXCEPTIONS);
+    assert!(
+        (counted_exceptions - FAILED as f64).abs() < 0.5,
+        "Live Metrics counted {counted_exceptions:.2} exceptions for {FAILED}"
+    );
+    let counted_failures = fake.live_metric_count(DEPENDENCIES_FAILED);
+    assert!(
+        (counted_failures - broken.len() as f64).abs() < 0.5,
+        "Live Metrics counted {counted_failures:.2} failed dependency calls for {}",
+        broken.len()
+    );
+
+    let everything = fake.everything();
+    assert!(
+        !everything.contains(PASSWORD),
+        "the database password was sent"
+    );
+    assert!(
+        !everything.contains(&fake.connection_string),
+        "the connection string was sent"
     );
 }
 
