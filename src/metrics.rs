@@ -119,12 +119,21 @@ impl Drop for InFlightRequest {
     }
 }
 
+/// The `reason` label values of `doorbuster.checkout.rejections`.
+pub const REJECTION_REASONS: [&str; 3] = ["out_of_stock", "invalid", "conflict"];
+
+/// The `control` label values of `doorbuster.control.changes` (see [`crate::web::control`]).
+pub const CONTROL_KNOBS: &str = "knobs";
+pub const CONTROL_READINESS: &str = "readiness";
+const CONTROLS: [&str; 2] = [CONTROL_KNOBS, CONTROL_READINESS];
+
 /// Why a checkout produced no order, as the `reason` label.
 fn rejection_reason(error: &CheckoutError) -> Option<&'static str> {
+    let [out_of_stock, invalid, conflict] = REJECTION_REASONS;
     match error {
-        CheckoutError::OutOfStock(_) => Some("out_of_stock"),
-        CheckoutError::Invalid(_) | CheckoutError::UnknownProducts(_) => Some("invalid"),
-        CheckoutError::KeyReused => Some("conflict"),
+        CheckoutError::OutOfStock(_) => Some(out_of_stock),
+        CheckoutError::Invalid(_) | CheckoutError::UnknownProducts(_) => Some(invalid),
+        CheckoutError::KeyReused => Some(conflict),
         // Database failures are server errors, counted by the request metrics, not rejections.
         CheckoutError::Db(_) => None,
     }
@@ -203,7 +212,38 @@ impl Metrics {
             registry,
         };
         register_process_metrics(&meter);
+        metrics.start_counters_at_zero();
         Arc::new(metrics)
+    }
+
+    /// Makes every shop counter exist, at zero, for each label value it can take. A counter
+    /// series exists only once something is added to it, and `rate()` and `increase()` take a
+    /// series' first sample as their starting point: without this, each new pod's first orders
+    /// (and items, revenue, sheds) were lost to the dashboard and the autoscalers, and a panel over
+    /// a counter nothing had touched yet said "No data" instead of 0. (The request histogram's
+    /// series are keyed by route and status, which are not known in advance; at the request
+    /// rates it is read at, its first request per series is noise.)
+    fn start_counters_at_zero(&self) {
+        for counter in [
+            &self.orders,
+            &self.items_sold,
+            &self.revenue_cents,
+            &self.requests_shed,
+        ] {
+            counter.add(0, &[]);
+        }
+        for reason in REJECTION_REASONS {
+            self.checkout_rejections
+                .add(0, &[KeyValue::new("reason", reason)]);
+        }
+        for doorbuster in [false, true] {
+            self.cart_additions
+                .add(0, &[KeyValue::new("doorbuster", doorbuster)]);
+        }
+        for control in CONTROLS {
+            self.control_changes
+                .add(0, &[KeyValue::new("control", control)]);
+        }
     }
 
     /// Reports the requests in flight (the signal an autoscaler can scale on) and the bound.
