@@ -111,6 +111,39 @@ impl RequestTracing {
     }
 }
 
+/// The W3C trace-state entry that marks a trace its caller asked for (a `traceparent` with the
+/// sampled flag) rather than one drawn at random at the export ratio. Such a trace stands for one
+/// request, not for `1 / ratio` of them, so it is exported with a sample rate of 100%
+/// (`telemetry::SampleRateByOrigin`); children inherit the trace state of their parent, so the
+/// mark reaches every span of the trace. Only traces a caller asked for carry it: the others
+/// keep an empty trace state, which costs nothing to copy.
+pub const ASKED_BY_CALLER: (&str, &str) = ("doorbuster", "caller");
+
+/// `parent`, the caller's context of a request traced because the caller sampled it, with its
+/// remote span context marked [`ASKED_BY_CALLER`].
+pub fn asked_by_caller(parent: opentelemetry::Context) -> opentelemetry::Context {
+    use opentelemetry::trace::TraceContextExt as _;
+    let caller = parent.span().span_context().clone();
+    let Ok(state) = caller
+        .trace_state()
+        .insert(ASKED_BY_CALLER.0, ASKED_BY_CALLER.1)
+    else {
+        return parent;
+    };
+    parent.with_remote_span_context(SpanContext::new(
+        caller.trace_id(),
+        caller.span_id(),
+        caller.trace_flags(),
+        true,
+        state,
+    ))
+}
+
+/// Whether a finished span belongs to a trace its caller asked for (see [`ASKED_BY_CALLER`]).
+pub fn is_asked_by_caller(span: &SpanData) -> bool {
+    span.span_context.trace_state().get(ASKED_BY_CALLER.0) == Some(ASKED_BY_CALLER.1)
+}
+
 /// Whether spans made now are wanted: inside a request, only if that request is traced; outside
 /// any request (start-up work), always.
 pub fn span_enabled_for_export() -> bool {

@@ -23,7 +23,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -187,8 +187,12 @@ impl Telemetry {
                     );
                 opentelemetry_sdk::trace::SpanProcessor::set_resource(&mut processor, &resource);
                 let feed: LiveMetricsFeed = Arc::new(processor);
+                let spans = SampleRateByOrigin {
+                    random: exporter.clone(),
+                    asked: exporter.clone().with_sample_rate(1.0),
+                };
                 tracer_builder = tracer_builder.with_span_processor(ExportAndCount {
-                    export: BatchSpanProcessor::builder(exporter.clone(), Tokio).build(),
+                    export: BatchSpanProcessor::builder(spans, Tokio).build(),
                     live_metrics: feed.clone(),
                 });
                 live_metrics = Some(feed);
@@ -334,6 +338,46 @@ impl Telemetry {
                 "telemetry flush timed out; some telemetry was dropped"
             );
         }
+    }
+}
+
+/// Exports spans to Application Insights with the sample rate that says how many requests each
+/// stands for: the export ratio for traces drawn at random (each stands for `1 / ratio`), 100%
+/// for traces a caller asked for with its sampled `traceparent`, which stand for themselves
+/// ([`sampling::ASKED_BY_CALLER`]). Application Insights' `itemCount` is `100 / sample rate`, and
+/// `sum(itemCount)` counted each forced trace ten times at ratio 0.1 when one rate served both.
+/// (The exporter takes one rate; two copies of it, one per rate, split each batch.)
+#[derive(Debug)]
+struct SampleRateByOrigin<C> {
+    random: opentelemetry_application_insights::Exporter<C>,
+    asked: opentelemetry_application_insights::Exporter<C>,
+}
+
+impl<C: HttpClient + 'static> SpanExporter for SampleRateByOrigin<C> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let (asked, random): (Vec<SpanData>, Vec<SpanData>) =
+            batch.into_iter().partition(sampling::is_asked_by_caller);
+        let random = async {
+            if random.is_empty() {
+                Ok(())
+            } else {
+                self.random.export(random).await
+            }
+        };
+        let asked = async {
+            if asked.is_empty() {
+                Ok(())
+            } else {
+                self.asked.export(asked).await
+            }
+        };
+        let (random, asked) = futures_util::join!(random, asked);
+        random.and(asked)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.random.set_resource(resource);
+        self.asked.set_resource(resource);
     }
 }
 

@@ -146,6 +146,13 @@ where
             // which costs nothing: two would each take room in every request's future.)
             let mut exported = None;
             if !span.is_disabled() {
+                // A trace the caller asked for is marked so, to be exported as one request
+                // rather than as a random draw standing for many.
+                let parent = if caller.is_valid() {
+                    crate::sampling::asked_by_caller(parent)
+                } else {
+                    parent
+                };
                 let _ = span.set_parent(parent);
                 let context = span.context();
                 let own = context.span().span_context().clone();

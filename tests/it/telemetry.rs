@@ -376,6 +376,91 @@ async fn a_database_cut_shows_as_failed_dependencies_and_exceptions() {
     );
 }
 
+/// At ratio 0.1, a request traced because its caller sent a sampled `traceparent` stands for
+/// itself alone: its items (the request, its database calls) carry a sample rate of 100%
+/// (`itemCount` 1), while those traced at random carry 10% (`itemCount` 10), so `sum(itemCount)`
+/// counts the requests there were. (Every item carried 10%, so each forced trace counted ten
+/// times: 2,100 counted for 2,019 real.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_the_caller_asked_for_count_once() {
+    if !own_process("telemetry::traces_the_caller_asked_for_count_once") {
+        return;
+    }
+    let fake = FakeInsights::start().await;
+    let telemetry = install_telemetry(&TelemetryArgs {
+        trace_export_ratio: 0.1,
+        ..args(Some(fake.connection_string.clone()))
+    });
+    let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
+    let product = shop.app.products().await[0]["id"].as_i64().unwrap();
+    let url = format!("{}/api/products/{product}", shop.base);
+    let http = reqwest::Client::new();
+    const FORCED: usize = 30;
+    const RANDOM: usize = 300;
+    let forced: Vec<String> = (0..FORCED)
+        .map(|n| format!("{:032x}", 0xabc0_0000 + n))
+        .collect();
+    for trace in &forced {
+        let answer = http
+            .get(&url)
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    for _ in 0..RANDOM {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    }
+    shop.stop().await;
+    telemetry.shutdown(Duration::from_secs(5)).await;
+
+    let items = fake.items();
+    let spans: Vec<&Value> = items
+        .iter()
+        .filter(|item| {
+            matches!(
+                item["data"]["baseType"].as_str(),
+                Some("RequestData" | "RemoteDependencyData")
+            ) && item["data"]["baseData"]["name"] != "INSERT products"
+                && item["data"]["baseData"]["name"] != "UPDATE products"
+        })
+        .collect();
+    let (asked, sampled): (Vec<&Value>, Vec<&Value>) = spans.iter().partition(|item| {
+        forced
+            .iter()
+            .any(|trace| item["tags"]["ai.operation.id"] == trace.as_str())
+    });
+    let requests = |items: &[&Value]| {
+        items
+            .iter()
+            .filter(|item| item["data"]["baseType"] == "RequestData")
+            .count()
+    };
+    assert_eq!(requests(&asked), FORCED, "every forced trace is exported");
+    assert!(
+        asked.iter().all(|item| item["sampleRate"] == 100.0),
+        "a trace the caller asked for counts once: {:?}",
+        asked.iter().map(|i| &i["sampleRate"]).collect::<Vec<_>>()
+    );
+    assert!(
+        requests(&sampled) > 0 && sampled.iter().all(|item| item["sampleRate"] == 10.0),
+        "a trace sampled at random stands for ten: {:?}",
+        sampled.iter().map(|i| &i["sampleRate"]).collect::<Vec<_>>()
+    );
+    let counted: f64 = spans
+        .iter()
+        .filter(|item| item["data"]["baseType"] == "RequestData")
+        .map(|item| 100.0 / item["sampleRate"].as_f64().unwrap())
+        .sum();
+    let real = (FORCED + RANDOM) as f64;
+    // The random share is binomial: 300 draws at 0.1 give 30 ± 15 almost always.
+    assert!(
+        (counted - real).abs() <= 150.0,
+        "sum(itemCount) {counted} for {real} requests"
+    );
+}
+
 /// With no telemetry variables set, nothing is exported (and the shop still serves).
 #[tokio::test]
 async fn no_variables_means_no_exporters() {
