@@ -289,6 +289,16 @@ impl Shop {
             server.await.unwrap().unwrap();
         }
     }
+
+    /// The admin port's `/metrics`, as Prometheus scrapes it.
+    pub async fn scrape(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 /// An open-model load: `rps` requests a second for `duration`, each sent on schedule in a task of
