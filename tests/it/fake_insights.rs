@@ -169,6 +169,7 @@ pub const REQUESTS_FAILED: &str = "\\ApplicationInsights\\Requests Failed/Sec";
 pub const DEPENDENCIES: &str = "\\ApplicationInsights\\Dependency Calls/Sec";
 pub const DEPENDENCIES_FAILED: &str = "\\ApplicationInsights\\Dependency Calls Failed/Sec";
 pub const EXCEPTIONS: &str = "\\ApplicationInsights\\Exceptions/Sec";
+pub const CPU: &str = "\\Processor(_Total)\\% Processor Time";
 
 /// Every item in what was received on `/v2/track`.
 pub fn tracked_items(received: &[(String, Value)]) -> Vec<Value> {
