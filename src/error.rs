@@ -191,6 +191,26 @@ impl AppError {
         }
     }
 
+    /// What a server-side failure was, for telemetry (the request's exception); `None` for a
+    /// client error, which is the client's to fix and no fault of the shop's.
+    pub fn failure(&self) -> Option<Failure> {
+        let (type_name, message) = match self {
+            AppError::Unavailable(cause) | AppError::OutcomeUnknown(cause) => {
+                let type_name = match cause {
+                    DbError::Unavailable(_) => "DbError::Unavailable",
+                    DbError::TimedOut(_) => "DbError::TimedOut",
+                    DbError::FileGone(_) => "DbError::FileGone",
+                    DbError::OutcomeUnknown { .. } => "DbError::OutcomeUnknown",
+                    DbError::Other(_) => "DbError::Other",
+                };
+                (type_name, cause.to_string())
+            }
+            AppError::Internal(cause) => ("AppError::Internal", cause.clone()),
+            _ => return None,
+        };
+        Some(Failure::new(type_name, &message))
+    }
+
     /// Logs the cause of a server-side failure. Client errors are not logged: they are the
     /// client's to fix, and logging them would let any client flood the logs.
     fn log_if_server_error(&self) {
@@ -244,6 +264,112 @@ impl From<askama::Error> for AppError {
     fn from(error: askama::Error) -> Self {
         AppError::Internal(format!("template rendering failed: {error}"))
     }
+}
+
+/// Why a request was answered with a 5xx, for telemetry: the failure's type and a message safe to
+/// export. Whatever makes the answer puts it in the response's extensions; the request's
+/// observation ([`crate::web::observe`]) reads it and records it as the request's exception, so
+/// Application Insights shows one exception per failed request, with its cause, and Live Metrics
+/// counts it. Made only when a request fails, so the success path pays nothing for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Stable and few (Application Insights groups exceptions by type): `DbError::Unavailable`,
+    /// `Shed`, `RequestTimeout`, …
+    pub type_name: &'static str,
+    /// What happened, with secrets taken out (see [`scrub_secrets`]).
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(type_name: &'static str, message: &str) -> Failure {
+        Failure {
+            type_name,
+            message: scrub_secrets(message),
+        }
+    }
+
+    /// Puts it in `response`'s extensions (never sent to the client).
+    pub fn attach(self, response: &mut Response) {
+        response.extensions_mut().insert(self);
+    }
+}
+
+/// Most characters of a failure message that telemetry carries.
+const FAILURE_MESSAGE_MAX_CHARS: usize = 2_000;
+
+/// `text` with the secrets an error message could carry taken out, cut to a length fit for
+/// telemetry: the password of any URL with credentials (`postgres://shop:***@db/…`) and the value
+/// of `password=`, `pwd=` and `InstrumentationKey=` pairs (a connection string quoted whole). The
+/// shop's own messages name neither, but a driver's may quote what it was given.
+pub fn scrub_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(FAILURE_MESSAGE_MAX_CHARS));
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || "\"'`".contains(c)
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                out.push_str(user);
+                if credentials.contains(':') {
+                    out.push_str(":***");
+                }
+                out.push('@');
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    for key in ["password=", "pwd=", "instrumentationkey="] {
+        out = redact_values(&out, key);
+    }
+    match out.char_indices().nth(FAILURE_MESSAGE_MAX_CHARS) {
+        None => out,
+        Some((end, _)) => format!("{}…", &out[..end]),
+    }
+}
+
+/// `text` with the value after each (case-insensitive) `key` replaced by `***`.
+fn redact_values(text: &str, key: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(key) {
+        let value_start = from + found + key.len();
+        out.push_str(&text[from..value_start]);
+        let value = &text[value_start..];
+        let value_len = match value.chars().next() {
+            // A quoted value runs to its closing quote.
+            Some(quote @ ('"' | '\'' | '`')) => {
+                out.push(quote);
+                out.push_str("***");
+                out.push(quote);
+                value[1..].find(quote).map_or(value.len(), |end| end + 2)
+            }
+            _ => {
+                let len = value
+                    .find(|c: char| {
+                        c == ';' || c == '&' || c == ',' || c.is_whitespace() || "\"'`".contains(c)
+                    })
+                    .unwrap_or(value.len());
+                if len > 0 {
+                    out.push_str("***");
+                }
+                len
+            }
+        };
+        from = value_start + value_len;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 /// An RFC 9457 problem document.
@@ -305,13 +431,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = self.0;
         error.log_if_server_error();
+        let failure = error.failure();
         let status = error.status();
         let (errors, shortages) = match &error {
             AppError::Invalid { errors } => (errors.clone(), Vec::new()),
             AppError::OutOfStock { shortages } => (Vec::new(), shortages.clone()),
             _ => (Vec::new(), Vec::new()),
         };
-        Problem {
+        let mut response = Problem {
             kind: format!("urn:doorbuster:problem:{}", error.slug()),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
@@ -319,7 +446,11 @@ impl IntoResponse for ApiError {
             errors,
             shortages,
         }
-        .into_response_with_status()
+        .into_response_with_status();
+        if let Some(failure) = failure {
+            failure.attach(&mut response);
+        }
+        response
     }
 }
 
@@ -334,9 +465,11 @@ impl<E: Into<AppError>> From<E> for PageError {
 }
 
 impl PageError {
-    /// Logs a server-side cause, for a handler that answers the error with a page of its own.
-    pub fn log(&self) {
+    /// Logs a server-side cause, for a handler that answers the error with a page of its own,
+    /// and returns what telemetry is to record of it (to attach to that page).
+    pub fn log(&self) -> Option<Failure> {
         self.0.log_if_server_error();
+        self.0.failure()
     }
 }
 
@@ -344,13 +477,61 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         self.0.log_if_server_error();
         // The page carries `Retry-After` on a 503.
-        crate::web::pages::error_page(self.0.status(), &self.0.detail())
+        let mut response = crate::web::pages::error_page(self.0.status(), &self.0.detail());
+        if let Some(failure) = self.0.failure() {
+            failure.attach(&mut response);
+        }
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_scrubbed_from_failure_messages() {
+        assert_eq!(
+            scrub_secrets(
+                "error connecting to postgres://shop:s3cret@db:5432/doorbuster?sslmode=require: refused"
+            ),
+            "error connecting to postgres://shop:***@db:5432/doorbuster?sslmode=require: refused"
+        );
+        assert_eq!(
+            scrub_secrets("no password in postgres://shop@db/x or https://host/path"),
+            "no password in postgres://shop@db/x or https://host/path"
+        );
+        assert_eq!(
+            scrub_secrets(
+                "bad: InstrumentationKey=0000-1111;IngestionEndpoint=https://x/ and Password=hunter2 pwd='p'"
+            ),
+            "bad: InstrumentationKey=***;IngestionEndpoint=https://x/ and Password=*** pwd='***'"
+        );
+        assert_eq!(scrub_secrets("password="), "password=");
+        let long = "é".repeat(3 * FAILURE_MESSAGE_MAX_CHARS);
+        assert_eq!(
+            scrub_secrets(&long).chars().count(),
+            FAILURE_MESSAGE_MAX_CHARS + 1
+        );
+    }
+
+    #[test]
+    fn only_server_errors_are_failures() {
+        let failure = AppError::Unavailable(DbError::TimedOut(std::time::Duration::from_secs(2)))
+            .failure()
+            .unwrap();
+        assert_eq!(failure.type_name, "DbError::TimedOut");
+        assert_eq!(failure.message, "the database did not answer within 2s");
+        assert_eq!(
+            AppError::Internal("boom".into())
+                .failure()
+                .unwrap()
+                .type_name,
+            "AppError::Internal"
+        );
+        assert_eq!(AppError::not_found("x").failure(), None);
+        assert_eq!(AppError::IdempotencyKeyReused.failure(), None);
+    }
 
     #[test]
     fn echoes_are_cut_on_a_char_boundary() {

@@ -37,13 +37,15 @@
 //! - [`telemetry`]: logs, traces and metrics exporters (Application Insights with Live Metrics,
 //!   OTLP); [`metrics`]: the instruments, and Prometheus text for the admin port;
 //!   [`web::observe`]: the per-request span, metrics and synthetic-traffic tag; [`sampling`]:
-//!   which requests are traced, decided before any span is built.
+//!   which requests are traced, decided before any span is built; [`cgroup`]: the container's
+//!   CPU limit, which Live Metrics' CPU figure is reported against.
 //! - [`loadgen`]: the load generator (`doorbuster loadgen`): shopper journeys, load shapes,
 //!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
 //! - [`rehearsal`]: `doorbuster rehearse`, the AKS demo's surge predicted from the rendered
 //!   overlay, the guide's cluster and a measured per-pod capacity, through the HPA's algorithm.
 
 pub mod cart;
+pub mod cgroup;
 pub mod checkout;
 pub mod cli;
 pub mod config;

@@ -20,6 +20,10 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
+/// The name of the span event that Application Insights exports as an exception item, and that
+/// Live Metrics counts as an exception (OpenTelemetry's semantic conventions).
+pub const EXCEPTION_EVENT: &str = "exception";
+
 /// Where the requests that are not traced are counted: Application Insights' Live Metrics.
 pub type LiveMetricsFeed = Arc<dyn SpanProcessor>;
 
@@ -88,12 +92,56 @@ impl RequestTracing {
         REQUEST.scope(decision, request)
     }
 
-    /// Counts a finished request that was not traced in Live Metrics.
+    /// Counts a finished request that was not traced in Live Metrics; a server error counts as a
+    /// failed request and as an exception, as a traced one's span does.
     pub fn count_untraced_request(&self, started: SystemTime, server_error: bool) {
         if let Some(live_metrics) = &self.live_metrics {
-            live_metrics.on_end(bare_span(SpanKind::Server, started, server_error));
+            let mut span = bare_span(SpanKind::Server, started, server_error);
+            if server_error {
+                // Live Metrics counts events by name; what the exception was is not its concern.
+                span.events.events.push(opentelemetry::trace::Event::new(
+                    EXCEPTION_EVENT,
+                    span.end_time,
+                    Vec::new(),
+                    0,
+                ));
+            }
+            live_metrics.on_end(span);
         }
     }
+}
+
+/// The W3C trace-state entry that marks a trace its caller asked for (a `traceparent` with the
+/// sampled flag) rather than one drawn at random at the export ratio. Such a trace stands for one
+/// request, not for `1 / ratio` of them, so it is exported with a sample rate of 100%
+/// (`telemetry::SampleRateByOrigin`); children inherit the trace state of their parent, so the
+/// mark reaches every span of the trace. Only traces a caller asked for carry it: the others
+/// keep an empty trace state, which costs nothing to copy.
+pub const ASKED_BY_CALLER: (&str, &str) = ("doorbuster", "caller");
+
+/// `parent`, the caller's context of a request traced because the caller sampled it, with its
+/// remote span context marked [`ASKED_BY_CALLER`].
+pub fn asked_by_caller(parent: opentelemetry::Context) -> opentelemetry::Context {
+    use opentelemetry::trace::TraceContextExt as _;
+    let caller = parent.span().span_context().clone();
+    let Ok(state) = caller
+        .trace_state()
+        .insert(ASKED_BY_CALLER.0, ASKED_BY_CALLER.1)
+    else {
+        return parent;
+    };
+    parent.with_remote_span_context(SpanContext::new(
+        caller.trace_id(),
+        caller.span_id(),
+        caller.trace_flags(),
+        true,
+        state,
+    ))
+}
+
+/// Whether a finished span belongs to a trace its caller asked for (see [`ASKED_BY_CALLER`]).
+pub fn is_asked_by_caller(span: &SpanData) -> bool {
+    span.span_context.trace_state().get(ASKED_BY_CALLER.0) == Some(ASKED_BY_CALLER.1)
 }
 
 /// Whether spans made now are wanted: inside a request, only if that request is traced; outside
@@ -128,6 +176,41 @@ impl<S: Subscriber> Layer<S> for UntracedGate {
 
     fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
         !Self::gated(metadata) || span_enabled_for_export()
+    }
+}
+
+/// Records how a database call went on its span, for Application Insights: status OK, or an
+/// error with the failure's kind as `error.type`, the database's code as
+/// `db.response.status_code` and the message as the status description. The exporter turns the
+/// status into the dependency's `success` (it sent none while the status was unset, and a failed
+/// call looked like any other), and Live Metrics counts the failures. The span is the current one,
+/// made by the calling `db` function; this does nothing where there is none to export (a request
+/// that is not traced, whose call [`UntracedDependency`] counts instead), or where the calling
+/// function's span is filtered out (the current span is then someone else's, such as the
+/// request's, and must not take the call's outcome).
+pub fn dependency_outcome(failure: Option<&crate::db::DbError>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !span_enabled_for_export() {
+        return;
+    }
+    let span = tracing::Span::current();
+    if span
+        .metadata()
+        .is_none_or(|metadata| metadata.fields().field("db.system.name").is_none())
+    {
+        return;
+    }
+    match failure {
+        None => span.set_status(Status::Ok),
+        Some(error) => {
+            span.set_attribute("error.type", error.kind());
+            if let Some(code) = error.database_code() {
+                span.set_attribute("db.response.status_code", code);
+            }
+            span.set_status(Status::error(crate::error::scrub_secrets(
+                &error.to_string(),
+            )));
+        }
     }
 }
 

@@ -12,9 +12,11 @@
 //! Exporters run on background tasks with bounded queues: an unreachable endpoint costs dropped
 //! telemetry, never slower requests. [`Telemetry::shutdown`] flushes within a deadline.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::HttpClient;
@@ -23,7 +25,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -152,6 +154,20 @@ impl Telemetry {
     where
         C: HttpClient + Clone + 'static,
     {
+        Self::build_with_cgroup_root(args, format, client, Path::new("/"))
+    }
+
+    /// [`Telemetry::build`] with the container's CPU limit read from the cgroup files under
+    /// `root` rather than `/` (see [`crate::cgroup`]): for tests.
+    pub fn build_with_cgroup_root<C>(
+        args: &TelemetryArgs,
+        format: LogFormat,
+        client: C,
+        root: &Path,
+    ) -> Result<(Telemetry, Box<dyn Subscriber + Send + Sync>, ExporterReport), BoxError>
+    where
+        C: HttpClient + Clone + 'static,
+    {
         let resource = resource(args);
         let mut report = ExporterReport::default();
         let ratio = args.trace_export_ratio.clamp(0.0, 1.0);
@@ -173,7 +189,10 @@ impl Telemetry {
                 let exporter =
                     opentelemetry_application_insights::Exporter::new_from_connection_string(
                         connection_string,
-                        client.clone(),
+                        CpuAgainstLimit {
+                            client: client.clone(),
+                            cgroup_root: root.into(),
+                        },
                     )
                     .map_err(|error| {
                         format!("APPLICATIONINSIGHTS_CONNECTION_STRING is malformed: {error}")
@@ -187,8 +206,12 @@ impl Telemetry {
                     );
                 opentelemetry_sdk::trace::SpanProcessor::set_resource(&mut processor, &resource);
                 let feed: LiveMetricsFeed = Arc::new(processor);
+                let spans = SampleRateByOrigin {
+                    random: exporter.clone(),
+                    asked: exporter.clone().with_sample_rate(1.0),
+                };
                 tracer_builder = tracer_builder.with_span_processor(ExportAndCount {
-                    export: BatchSpanProcessor::builder(exporter.clone(), Tokio).build(),
+                    export: BatchSpanProcessor::builder(spans, Tokio).build(),
                     live_metrics: feed.clone(),
                 });
                 live_metrics = Some(feed);
@@ -337,6 +360,110 @@ impl Telemetry {
     }
 }
 
+/// The name under which Live Metrics carries the CPU figure.
+const LIVE_METRICS_CPU: &str = "\\Processor(_Total)\\% Processor Time";
+
+/// The Application Insights exporter's HTTP client, with Live Metrics' CPU figure reported against
+/// the container's CPU limit. The exporter sends the process's CPU use as a percentage of one
+/// core, so a pod pegged at a 500m limit showed 50%; divided by the limit in cores (read from the
+/// cgroup at each post, about once a second: a pod can be resized in place), that pod shows 100%,
+/// as a viewer expects of "CPU". Without a limit the figure stays a percentage of one core. Only
+/// Live Metrics posts are touched, and only this one figure. (Done here rather than in the
+/// patched exporter, vendor/README.md: it is how the shop reads the figure, not a bug there.)
+#[derive(Clone, Debug)]
+struct CpuAgainstLimit<C> {
+    client: C,
+    cgroup_root: Arc<Path>,
+}
+
+#[async_trait::async_trait]
+impl<C: HttpClient> HttpClient for CpuAgainstLimit<C> {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<Bytes>,
+    ) -> Result<opentelemetry_http::Response<Bytes>, opentelemetry_http::HttpError> {
+        let request = if request
+            .uri()
+            .path()
+            .ends_with("/QuickPulseService.svc/post")
+            && let Some(cores) = crate::cgroup::cpu_limit_cores(&self.cgroup_root)
+        {
+            let (parts, body) = request.into_parts();
+            let body = cpu_against_limit(&body, cores).map_or(body, Bytes::from);
+            opentelemetry_http::Request::from_parts(parts, body)
+        } else {
+            request
+        };
+        self.client.send_bytes(request).await
+    }
+}
+
+/// A Live Metrics post (a gzipped JSON array of envelopes) with its CPU figure divided by
+/// `cores`, or `None` if the body is not one.
+fn cpu_against_limit(body: &[u8], cores: f64) -> Option<Vec<u8>> {
+    use std::io::{Read as _, Write as _};
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut json)
+        .ok()?;
+    let mut envelopes: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    for envelope in envelopes.as_array_mut()? {
+        let metrics = envelope
+            .get_mut("Metrics")
+            .and_then(serde_json::Value::as_array_mut);
+        for metric in metrics.into_iter().flatten() {
+            if metric["Name"] == LIVE_METRICS_CPU
+                && let Some(value) = metric["Value"].as_f64()
+            {
+                metric["Value"] = serde_json::json!(value / cores);
+            }
+        }
+    }
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&serde_json::to_vec(&envelopes).ok()?).ok()?;
+    gzip.finish().ok()
+}
+
+/// Exports spans to Application Insights with the sample rate that says how many requests each
+/// stands for: the export ratio for traces drawn at random (each stands for `1 / ratio`), 100%
+/// for traces a caller asked for with its sampled `traceparent`, which stand for themselves
+/// ([`sampling::ASKED_BY_CALLER`]). Application Insights' `itemCount` is `100 / sample rate`, and
+/// `sum(itemCount)` counted each forced trace ten times at ratio 0.1 when one rate served both.
+/// (The exporter takes one rate; two copies of it, one per rate, split each batch.)
+#[derive(Debug)]
+struct SampleRateByOrigin<C> {
+    random: opentelemetry_application_insights::Exporter<C>,
+    asked: opentelemetry_application_insights::Exporter<C>,
+}
+
+impl<C: HttpClient + 'static> SpanExporter for SampleRateByOrigin<C> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let (asked, random): (Vec<SpanData>, Vec<SpanData>) =
+            batch.into_iter().partition(sampling::is_asked_by_caller);
+        let random = async {
+            if random.is_empty() {
+                Ok(())
+            } else {
+                self.random.export(random).await
+            }
+        };
+        let asked = async {
+            if asked.is_empty() {
+                Ok(())
+            } else {
+                self.asked.export(asked).await
+            }
+        };
+        let (random, asked) = futures_util::join!(random, asked);
+        random.and(asked)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.random.set_resource(resource);
+        self.asked.set_resource(resource);
+    }
+}
+
 /// Hands each finished span to the exporter whole and to Live Metrics as the few fields it
 /// reads ([`sampling::live_metrics_record`]). As two processors, the SDK would clone every span's
 /// data, attributes and all, for the first of them: about a tenth of what a traced request costs.
@@ -378,6 +505,33 @@ impl SpanProcessor for ExportAndCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_metrics_cpu_is_divided_by_the_limit() {
+        use std::io::{Read as _, Write as _};
+        let post = serde_json::json!([{
+            "Instance": "pod",
+            "Metrics": [
+                {"Name": LIVE_METRICS_CPU, "Value": 50.0, "Weight": 1},
+                {"Name": "\\ApplicationInsights\\Requests/Sec", "Value": 7.0, "Weight": 1},
+            ],
+        }]);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(post.to_string().as_bytes()).unwrap();
+        let body = cpu_against_limit(&gzip.finish().unwrap(), 0.5).unwrap();
+        let mut json = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut json)
+            .unwrap();
+        let sent: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            sent[0]["Metrics"][0]["Value"], 100.0,
+            "half a core used of half a core allowed"
+        );
+        assert_eq!(sent[0]["Metrics"][1]["Value"], 7.0, "nothing else changes");
+        assert_eq!(sent[0]["Instance"], "pod");
+        assert_eq!(cpu_against_limit(b"not gzip", 0.5), None);
+    }
 
     #[test]
     fn connection_strings_are_checked_and_summarised() {

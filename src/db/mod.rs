@@ -380,6 +380,29 @@ pub enum DbError {
     Other(#[source] sqlx::Error),
 }
 
+impl DbError {
+    /// The kind of failure, as telemetry names it (a failed dependency's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DbError::Unavailable(_) => "unavailable",
+            DbError::TimedOut(_) => "timed_out",
+            DbError::FileGone(_) => "file_gone",
+            DbError::OutcomeUnknown { .. } => "outcome_unknown",
+            DbError::Other(_) => "other",
+        }
+    }
+
+    /// The database's own code for the error (a PostgreSQL SQLSTATE, a SQLite result code), when
+    /// the database answered with one.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            DbError::Unavailable(sqlx::Error::Database(error))
+            | DbError::Other(sqlx::Error::Database(error)) => error.code().map(Into::into),
+            _ => None,
+        }
+    }
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(error: sqlx::Error) -> Self {
         if is_unavailable(&error) {
@@ -666,8 +689,11 @@ impl Db {
                     }
                 }
             }
-            if let Some(dependency) = untraced {
-                dependency.finish(result.is_err());
+            // Tell telemetry how the call went: Live Metrics when the request is not traced,
+            // else the call's span (the calling `db` function's, current here).
+            match untraced {
+                Some(dependency) => dependency.finish(result.is_err()),
+                None => crate::sampling::dependency_outcome(result.as_ref().err()),
             }
             result
         }

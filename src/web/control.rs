@@ -128,10 +128,10 @@ async fn change(
             .into_response_with_status();
     }
     tracing::info!(?knobs, "control: load-target knobs changed");
-    state
-        .metrics
-        .control_changes
-        .add(1, &[KeyValue::new("control", "knobs")]);
+    state.metrics.control_changes.add(
+        1,
+        &[KeyValue::new("control", crate::metrics::CONTROL_KNOBS)],
+    );
     Json(snapshot(&state)).into_response()
 }
 
@@ -155,10 +155,10 @@ async fn switch_readiness(
     };
     state.health.set_ready(ready);
     tracing::info!(ready, "control: readiness switched");
-    state
-        .metrics
-        .control_changes
-        .add(1, &[KeyValue::new("control", "readiness")]);
+    state.metrics.control_changes.add(
+        1,
+        &[KeyValue::new("control", crate::metrics::CONTROL_READINESS)],
+    );
     Json(snapshot(&state)).into_response()
 }
 

@@ -38,7 +38,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use tower::ServiceBuilder;
 
 use crate::config::WebConfig;
-use crate::error::Problem;
+use crate::error::{Failure, Problem};
 use crate::health::{self, Health};
 use crate::state::AppState;
 
@@ -148,17 +148,40 @@ async fn admit_and_serve(state: &AppState, request: Request, next: Next) -> Resp
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        Failure::new(
+            "Shed",
+            &format!(
+                "{} requests were in flight already, the most this pod takes",
+                state.controls.max_in_flight()
+            ),
+        )
+        .attach(&mut response);
         return response;
     };
     let served = AssertUnwindSafe(apply_costs(state, request, next)).catch_unwind();
-    match tokio::time::timeout(state.config.request_timeout, served).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(_panic)) => {
-            tracing::error!("a handler panicked");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-        Err(_elapsed) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    let (mut response, failure) =
+        match tokio::time::timeout(state.config.request_timeout, served).await {
+            Ok(Ok(response)) => return response,
+            Ok(Err(_panic)) => {
+                tracing::error!("a handler panicked");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    Failure::new("Panic", "a handler panicked"),
+                )
+            }
+            Err(_elapsed) => (
+                StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                Failure::new(
+                    "RequestTimeout",
+                    &format!(
+                        "the request was not answered within DOORBUSTER_REQUEST_TIMEOUT ({:?})",
+                        state.config.request_timeout
+                    ),
+                ),
+            ),
+        };
+    failure.attach(&mut response);
+    response
 }
 
 /// The request with its body read whole, within the body-read timeout and the size limit:
@@ -231,6 +254,11 @@ async fn apply_costs(state: &AppState, request: Request, next: Next) -> Response
         response
             .headers_mut()
             .insert("x-doorbuster-fault", HeaderValue::from_static("injected"));
+        Failure::new(
+            "InjectedFault",
+            "injected by DOORBUSTER_ERROR_RATE (the operator's share of failing requests)",
+        )
+        .attach(&mut response);
         return response;
     }
     next.run(request).await

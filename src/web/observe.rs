@@ -1,6 +1,7 @@
 //! Per-request observation: one server span named `{METHOD} {route}` with OpenTelemetry HTTP
-//! semantic-convention attributes, continuing the caller's W3C `traceparent`; the request-duration
-//! histogram and in-flight gauge; and the synthetic-traffic tag.
+//! semantic-convention attributes, continuing the caller's W3C `traceparent`, failed with one
+//! exception event when the answer is a 5xx (its cause from the answer's [`Failure`]); the
+//! request-duration histogram and in-flight gauge; and the synthetic-traffic tag.
 //!
 //! Synthetic traffic (the load generator, or any client that says so) is marked with the W3C
 //! baggage entry `synthetic=true`; such requests carry `synthetic=true` on their span and metrics so
@@ -22,7 +23,9 @@ use tracing::Instrument as _;
 use tracing::field::{Empty, display};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::error::Failure;
 use crate::metrics::{Metrics, RequestAttributes};
+use crate::sampling::EXCEPTION_EVENT;
 
 /// The W3C baggage entry that marks synthetic traffic: `baggage: synthetic=true`.
 pub const SYNTHETIC_BAGGAGE: (&str, &str) = ("synthetic", "true");
@@ -86,6 +89,19 @@ fn http_attributes(request: &Request, attributes: &RequestAttributes) -> Vec<Key
     http
 }
 
+/// The exception a 5xx answer records: the [`Failure`] whoever made the answer attached, or, for
+/// an answer made without one, its status.
+fn exception_attributes(response: &Response) -> Vec<KeyValue> {
+    let (type_name, message) = match response.extensions().get::<Failure>() {
+        Some(failure) => (failure.type_name, failure.message.clone()),
+        None => ("ServerError", response.status().to_string()),
+    };
+    vec![
+        KeyValue::new("exception.type", type_name),
+        KeyValue::new("exception.message", message),
+    ]
+}
+
 /// Observes one request served by `serve`: inside the router, where the matched route template
 /// is known.
 pub async fn observe_request<F, Fut>(metrics: &Metrics, request: Request, serve: F) -> Response
@@ -130,6 +146,13 @@ where
             // which costs nothing: two would each take room in every request's future.)
             let mut exported = None;
             if !span.is_disabled() {
+                // A trace the caller asked for is marked so, to be exported as one request
+                // rather than as a random draw standing for many.
+                let parent = if caller.is_valid() {
+                    crate::sampling::asked_by_caller(parent)
+                } else {
+                    parent
+                };
                 let _ = span.set_parent(parent);
                 let context = span.context();
                 let own = context.span().span_context().clone();
@@ -157,6 +180,9 @@ where
                 ));
                 if status.is_server_error() {
                     span.record("otel.status_code", "error");
+                    context
+                        .span()
+                        .add_event(EXCEPTION_EVENT, exception_attributes(&response));
                 }
             }
             response

@@ -808,6 +808,8 @@ pub async fn checkout_submit(
     state.record_checkout(&outcome);
     // A key whose order was refused is still unused, so the corrected form keeps it; a key that
     // already placed another order would only be refused again, so that form gets a new one.
+    // A 503 here is a page of its own: telemetry learns its cause from `failure`.
+    let mut failure = None;
     let again = match outcome {
         Ok(placed) => {
             let to = format!("/orders/{}?placed=1", placed.order().id);
@@ -868,7 +870,7 @@ pub async fn checkout_submit(
             // same form, with the same key, is what the shopper should send again. It places
             // the order once, or finds the one already placed.
             let detail = error.detail();
-            PageError(error).log();
+            failure = PageError(error).log();
             CheckoutAgain {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 errors: Vec::new(),
@@ -886,6 +888,9 @@ pub async fn checkout_submit(
             header::RETRY_AFTER,
             HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
         );
+    }
+    if let Some(failure) = failure {
+        failure.attach(&mut response);
     }
     Ok(response)
 }

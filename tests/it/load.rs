@@ -56,6 +56,10 @@ fn pages(cost: Cost) -> Knobs {
 /// With N ms of CPU work per page request, the process's CPU time per request rises by about N ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_work_costs_cpu_time() {
+    // The process's CPU time must be this test's alone.
+    if !crate::support::own_process("load::cpu_work_costs_cpu_time") {
+        return;
+    }
     let (_app, plain) = app_with(Knobs::default(), 100, None).await;
     let (_app2, costly) = app_with(
         pages(Cost {

@@ -2,6 +2,7 @@
 //! and, where it matters, a real listener or the real binary. Tests that touch storage run twice,
 //! on SQLite and on PostgreSQL (see [`support::db_tests`]).
 
+mod fake_insights;
 mod support;
 
 mod api_errors;
@@ -13,12 +14,15 @@ mod docs;
 mod faults;
 mod forms;
 mod hostile;
+mod live_metrics;
 mod load;
 mod loadgen;
 mod manifests;
+mod metrics;
 mod openapi;
 mod page_cache;
 mod probes;
+mod promql;
 mod rehearsal;
 mod reliability;
 mod replicas;

@@ -1,6 +1,7 @@
 //! The Kubernetes manifests and the binary agree: every variable the manifests set for a
 //! Doorbuster container is one the binary reads, with a value it accepts; every `args` line parses
-//! with the real CLI; the probe paths answer on the shop port; the ports are the binary's. The
+//! with the real CLI; the probe paths answer on the shop port; the ports are the binary's; every
+//! metric and label the dashboard, the KEDA query and the adapter rules name is exported. The
 //! YAML under `k8s/` is read directly (base, components, overlay patches and the manifests applied
 //! on their own alike), so the test needs no kubectl. Environment changes in patches must be
 //! strategic-merge patches (a container named like the base's), which is what this test reads.
@@ -377,5 +378,212 @@ async fn probe_paths_are_answered() {
     for path in paths {
         let response = app.get(&path).await;
         assert_eq!(response.status, StatusCode::OK, "{path}");
+    }
+}
+
+/// The labels Prometheus adds to every series it scrapes through a ServiceMonitor: the Prometheus
+/// Operator's target labels (`namespace`, `service`, `pod`, `container`, `endpoint`) and
+/// Prometheus's own (`job`, `instance`). The ServiceMonitor's relabelings add more; those are read
+/// from it.
+const SCRAPE_LABELS: &[&str] = &[
+    "namespace",
+    "service",
+    "pod",
+    "container",
+    "endpoint",
+    "job",
+    "instance",
+];
+
+/// Every query the manifests run against Prometheus, with where it comes from: the dashboard's
+/// panels and variables, the KEDA ScaledObject's Prometheus triggers, and the prometheus-adapter
+/// rules (their series queries, and their metrics queries as the adapter fills them in).
+fn manifest_queries() -> Vec<(String, String)> {
+    let k8s = k8s_dir().join("components");
+    let mut queries = Vec::new();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(k8s.join("monitoring/dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    fn panels(panel: &Value, queries: &mut Vec<(String, String)>) {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                let title = panel["title"].as_str().unwrap_or("?");
+                queries.push((format!("dashboard panel {title:?}"), expr.to_owned()));
+            }
+        }
+        for inner in panel["panels"].as_array().into_iter().flatten() {
+            panels(inner, queries);
+        }
+    }
+    for panel in dashboard["panels"].as_array().unwrap() {
+        panels(panel, &mut queries);
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        // `label_values(metric, label)`: the metric must have the label.
+        if let Some(query) = variable["query"]["query"].as_str()
+            && let Some(inner) = query
+                .strip_prefix("label_values(")
+                .and_then(|q| q.strip_suffix(')'))
+            && let Some((metric, label)) = inner.split_once(',')
+        {
+            queries.push((
+                format!("dashboard variable {}", variable["name"]),
+                format!("sum by ({}) ({})", label.trim(), metric.trim()),
+            ));
+        }
+    }
+    let scaled: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(k8s.join("rps-keda/scaledobject.yaml")).unwrap(),
+    )
+    .unwrap();
+    for trigger in scaled["spec"]["triggers"].as_array().unwrap() {
+        if trigger["type"] == "prometheus" {
+            queries.push((
+                "KEDA ScaledObject".to_owned(),
+                trigger["metadata"]["query"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let adapter = k8s.join("rps-prometheus-adapter");
+    let config: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(adapter.join("adapter-config.yaml")).unwrap(),
+    )
+    .unwrap();
+    let values: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(adapter.join("adapter-values.yaml")).unwrap(),
+    )
+    .unwrap();
+    for (file, rules) in [
+        ("adapter-config.yaml", &config["rules"]),
+        ("adapter-values.yaml", &values["rules"]["custom"]),
+    ] {
+        for rule in rules.as_array().unwrap() {
+            let series = rule["seriesQuery"].as_str().unwrap();
+            queries.push((format!("{file} seriesQuery"), series.to_owned()));
+            // The adapter fills in its template per series: the series' name, a matcher for
+            // each resource label (namespace, pod), and those labels to group by.
+            let name = series.split('{').next().unwrap().trim();
+            let resources: Vec<&str> = rule["resources"]["overrides"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let matchers: Vec<String> = resources.iter().map(|l| format!("{l}=\"x\"")).collect();
+            let metrics_query = rule["metricsQuery"]
+                .as_str()
+                .unwrap()
+                .replace("<<.Series>>", name)
+                .replace("<<.LabelMatchers>>", &matchers.join(","))
+                .replace("<<.GroupBy>>", &resources.join(","));
+            queries.push((format!("{file} metricsQuery"), metrics_query));
+        }
+    }
+    queries
+}
+
+/// Every metric and label that the dashboard, the KEDA ScaledObject and the prometheus-adapter
+/// rules query is on a running shop's `/metrics` after traffic and an order, or is added by the
+/// scrape (Prometheus's target labels and the ServiceMonitor's relabelings). The queries are read
+/// from those files and parsed, so a renamed metric or label, or a query that reaches for
+/// cAdvisor, fails here rather than on a dark panel or a scaler stuck at its minimum. Metrics
+/// named `kube_*` are kube-state-metrics', not the shop's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_and_label_the_manifests_query_is_exported() {
+    use crate::fake_insights::Shop;
+    use crate::promql::{Labels, Scrape, parse};
+    use crate::support::checkout_body;
+
+    let app = TestApp::sqlite().await;
+    let state = app.state.clone();
+    let shop = Shop::serve_state(app, state).await;
+    let http = reqwest::Client::new();
+    let product = shop
+        .app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 5)
+        .await;
+    for path in ["/", "/cart", "/p/no-such-thing", "/healthz"] {
+        http.get(format!("{}{path}", shop.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    let order = http
+        .post(format!("{}/api/checkout", shop.base))
+        .json(&checkout_body(&[(product["id"].as_i64().unwrap(), 1)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    let text = shop.scrape().await;
+    shop.stop().await;
+
+    let monitor: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(k8s_dir().join("components/monitoring/servicemonitor.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut added: BTreeSet<String> = SCRAPE_LABELS.iter().map(|l| l.to_string()).collect();
+    for endpoint in monitor["spec"]["endpoints"].as_array().unwrap() {
+        for relabel in endpoint["relabelings"].as_array().into_iter().flatten() {
+            if let Some(label) = relabel["targetLabel"].as_str() {
+                added.insert(label.to_owned());
+            }
+        }
+    }
+    let scrape = Scrape::new(0.0, &text, &Labels::new());
+    let queries = manifest_queries();
+    assert!(queries.len() > 20, "too few queries found: {queries:?}");
+    let mut missing = BTreeSet::new();
+    let mut checked = BTreeSet::new();
+    for (source, query) in &queries {
+        let expr = parse(&query.replace("$namespace", "doorbuster"))
+            .unwrap_or_else(|error| panic!("{source}: {error}: {query}"));
+        let has = |metric: &str, label: &str| {
+            added.contains(label)
+                || scrape
+                    .label_names(metric)
+                    .is_some_and(|labels| labels.contains(label))
+        };
+        for (metric, matchers) in expr.selectors() {
+            if metric.starts_with("kube_") {
+                continue;
+            }
+            checked.insert(metric.to_owned());
+            if scrape.label_names(metric).is_none() {
+                missing.insert(format!("{source}: metric {metric} is not exported"));
+                continue;
+            }
+            for matcher in matchers {
+                if !has(metric, &matcher.label) {
+                    missing.insert(format!("{source}: {metric} has no label {}", matcher.label));
+                }
+            }
+        }
+        for (label, metrics) in expr.grouping_labels() {
+            for metric in metrics.iter().filter(|m| !m.starts_with("kube_")) {
+                if scrape.label_names(metric).is_some() && !has(metric, &label) {
+                    missing.insert(format!("{source}: {metric} has no label {label}"));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "queried but not exported:\n{}",
+        missing.into_iter().collect::<Vec<_>>().join("\n")
+    );
+    // The ones the demo cannot do without are among those checked.
+    for metric in [
+        "http_server_request_duration_seconds_count",
+        "http_server_request_duration_seconds_bucket",
+        "doorbuster_orders_total",
+        "doorbuster_requests_shed_total",
+    ] {
+        assert!(
+            checked.contains(metric),
+            "{metric} is not queried: {checked:?}"
+        );
     }
 }

@@ -15,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{TestApp, checkout_body};
 
 /// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
-struct CuttableProxy {
-    addr: std::net::SocketAddr,
+pub(crate) struct CuttableProxy {
+    pub(crate) addr: std::net::SocketAddr,
     cut: Arc<AtomicBool>,
     generation: Arc<tokio::sync::Mutex<CancellationToken>>,
 }
 
 impl CuttableProxy {
-    async fn start(upstream: String) -> CuttableProxy {
+    pub(crate) async fn start(upstream: String) -> CuttableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
@@ -57,14 +57,14 @@ impl CuttableProxy {
         }
     }
 
-    async fn cut(&self) {
+    pub(crate) async fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         let mut token = self.generation.lock().await;
         token.cancel();
         *token = CancellationToken::new();
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
 }

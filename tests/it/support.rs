@@ -42,6 +42,42 @@ macro_rules! db_tests {
 }
 pub(crate) use db_tests;
 
+/// Set in the child process [`own_process`] starts, to the name of the test it runs.
+const OWN_PROCESS_VAR: &str = "DOORBUSTER_TEST_OWN_PROCESS";
+
+/// Gives a test a process of its own, for tests that change what is global to a process (the
+/// global tracing subscriber, as `serve` installs it) or measure it (its CPU time). cargo-nextest
+/// already runs every test in its own process; under plain `cargo test`, which runs the whole
+/// suite as threads of one process, this runs the test `name` (its path, as `cargo test` lists
+/// it) again in a child process of this test binary and reports how that went.
+///
+/// Returns `true` where the caller is to run the test's body (the child, or under nextest) and
+/// `false` where the child already ran it and passed; panics with the child's output if it failed.
+/// Blocks while the child runs: call it first, before the test starts anything.
+pub fn own_process(name: &str) -> bool {
+    if std::env::var_os(OWN_PROCESS_VAR).is_some()
+        || std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
+    {
+        return true;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(OWN_PROCESS_VAR, name)
+        .output()
+        .expect("start the test binary again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Shown by the harness when the test fails or runs with --nocapture.
+    println!("{name} in a process of its own:\n{stdout}{stderr}");
+    // A name that matches no test passes with "0 passed": that must not count as a pass.
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} failed in its own process ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    false
+}
+
 /// Where the PostgreSQL tests find their server (set by `scripts/test`).
 const POSTGRES_URL_VAR: &str = "DOORBUSTER_TEST_POSTGRES_URL";
 
@@ -93,6 +129,21 @@ impl TestApp {
         F: FnOnce(&str) -> Fut,
         Fut: std::future::Future<Output = (P, String)>,
     {
+        Self::postgres_through_with_password(proxy, holder, None).await
+    }
+
+    /// [`TestApp::postgres_through`] with `password` in the database URL, as a real deployment's
+    /// has (the test server trusts local connections, so it is never asked for): for tests that
+    /// check it goes nowhere else.
+    pub async fn postgres_through_with_password<P, F, Fut>(
+        proxy: F,
+        holder: &mut Option<P>,
+        password: Option<&str>,
+    ) -> TestApp
+    where
+        F: FnOnce(&str) -> Fut,
+        Fut: std::future::Future<Output = (P, String)>,
+    {
         let database = PostgresDatabase::create().await;
         let rest = database.url.split("://").nth(1).expect("a URL");
         let host_port = rest
@@ -103,10 +154,18 @@ impl TestApp {
         let (handle, proxied) = proxy(host_port).await;
         *holder = Some(handle);
         // In clear text, so a proxy can see what passes (the server would offer TLS).
-        let url = format!(
+        let mut url = format!(
             "{}?sslmode=disable",
             database.url.replacen(host_port, &proxied, 1)
         );
+        if let Some(password) = password {
+            let (scheme, rest) = url.split_once("://").expect("a URL");
+            let (user, host) = rest
+                .split_once('@')
+                .expect("a user in the test server's URL");
+            let user = user.split(':').next().unwrap_or(user);
+            url = format!("{scheme}://{user}:{password}@{host}");
+        }
         let options = DbOptions {
             acquire_timeout: Duration::from_secs(1),
             statement_timeout: Duration::from_secs(2),

@@ -2,155 +2,36 @@
 //! route, database dependencies, metrics and Live Metrics calls; Prometheus text is on the admin
 //! port only.
 
-use std::io::Read as _;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use doorbuster::config::{LogFormat, TelemetryArgs, WebConfig};
-use doorbuster::server;
-use doorbuster::state::AppState;
+use axum::http::StatusCode;
+use doorbuster::config::{LogFormat, TelemetryArgs};
 use doorbuster::telemetry::Telemetry;
-use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestApp, checkout_body};
-
-/// What the fake ingestion service received: (path, decoded JSON).
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// Accepts `POST /v2/track` (gzipped JSON array) and Live Metrics' ping and post, recording all.
-async fn fake_ingestion() -> (String, Received) {
-    async fn record(
-        State(received): State<Received>,
-        uri: Uri,
-        body: Bytes,
-    ) -> axum::response::Response {
-        let mut text = Vec::new();
-        if body.starts_with(&[0x1f, 0x8b]) {
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut text)
-                .unwrap();
-        } else {
-            text = body.to_vec();
-        }
-        let json = serde_json::from_slice(&text).unwrap_or(Value::Null);
-        let path = uri.path().to_owned();
-        let count = json.as_array().map_or(0, Vec::len);
-        received.lock().unwrap().push((path.clone(), json));
-        if path.starts_with("/QuickPulseService.svc") {
-            // Tell the exporter a Live Metrics viewer is watching, so it starts posting.
-            return (StatusCode::OK, [("x-ms-qps-subscribed", "true")], "").into_response();
-        }
-        let answer =
-            serde_json::json!({"itemsReceived": count, "itemsAccepted": count, "errors": []});
-        (StatusCode::OK, axum::Json(answer)).into_response()
-    }
-    let received = Received::default();
-    let app = Router::new()
-        .route("/v2/track", post(record))
-        .route("/QuickPulseService.svc/ping", post(record))
-        .route("/QuickPulseService.svc/post", post(record))
-        .with_state(received.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("127.0.0.1:{}", addr.port()), received)
-}
-
-/// The connection-string parser upgrades every endpoint to https; this client takes loopback
-/// requests back to plain http so they reach the fake. Everything else is the real exporter.
-#[derive(Clone, Debug)]
-struct LoopbackClient(reqwest::Client);
-
-#[async_trait::async_trait]
-impl HttpClient for LoopbackClient {
-    async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let uri = request.uri().to_string();
-        assert!(
-            uri.starts_with("https://127.0.0.1:"),
-            "telemetry must only go to the fake: {uri}"
-        );
-        *request.uri_mut() = uri.replacen("https://", "http://", 1).parse()?;
-        self.0.send_bytes(request).await
-    }
-}
-
-fn args(connection_string: Option<String>) -> TelemetryArgs {
-    TelemetryArgs {
-        applicationinsights_connection_string: connection_string,
-        otel_exporter_otlp_endpoint: None,
-        otel_service_name: "doorbuster".to_owned(),
-        otel_metric_export_interval: 60_000,
-        trace_export_ratio: 1.0,
-        pod_name: Some("doorbuster-test-pod".to_owned()),
-        node_name: Some("virtual-node-aci-linux".to_owned()),
-    }
-}
-
-fn base_data<'a>(items: &'a [Value], base_type: &str) -> Vec<&'a Value> {
-    items
-        .iter()
-        .filter(|item| item["data"]["baseType"] == base_type)
-        .map(|item| &item["data"]["baseData"])
-        .collect()
-}
-
-/// A shop on SQLite served on 127.0.0.1 with `telemetry`'s metrics: the app, its base URL, the
-/// stop switch and the server task.
-async fn serve_shop(
-    telemetry: &Telemetry,
-) -> (
-    TestApp,
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let app = TestApp::sqlite().await;
-    let state = AppState::with_metrics(
-        app.state.db.clone(),
-        WebConfig::default(),
-        telemetry.metrics.clone(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        state,
-        Duration::ZERO,
-        stop.clone().cancelled_owned(),
-    ));
-    (app, base, stop, server)
-}
-
-/// Every item the fake received on `/v2/track`.
-fn tracked_items(received: &[(String, Value)]) -> Vec<Value> {
-    received
-        .iter()
-        .filter(|(path, _)| path == "/v2/track")
-        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
-        .collect()
-}
+use crate::fake_insights::{
+    DEPENDENCIES, DEPENDENCIES_FAILED, EXCEPTIONS, FakeInsights, LoopbackClient, REQUESTS, Shop,
+    args, base_data, install_telemetry,
+};
+use crate::reliability::CuttableProxy;
+use crate::support::{TestApp, checkout_body, own_process};
 
 /// After a page view and a checkout, Application Insights has the requests by route with their
 /// result codes, database dependencies, the order metric, and Live Metrics pings and posts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_insights_receives_requests_dependencies_metrics_and_live_metrics() {
-    let (fake, received) = fake_ingestion().await;
-    let connection_string = format!(
-        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
-    );
-    let client = LoopbackClient(reqwest::Client::builder().build().unwrap());
-    let (telemetry, subscriber, report) =
-        Telemetry::build(&args(Some(connection_string)), LogFormat::Text, client).unwrap();
+    if !own_process(
+        "telemetry::application_insights_receives_requests_dependencies_metrics_and_live_metrics",
+    ) {
+        return;
+    }
+    let fake = FakeInsights::start().await;
+    let (telemetry, subscriber, report) = Telemetry::build(
+        &args(Some(fake.connection_string.clone())),
+        LogFormat::Text,
+        LoopbackClient::new(),
+    )
+    .unwrap();
     assert!(
         report.lines[0].starts_with("Application Insights: on"),
         "{:?}",
@@ -163,19 +44,21 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
             .any(|line| line.contains("00000000-0000")),
         "the key is never logged"
     );
-    // Global, as in `serve`: the server's tasks run on every worker thread. (nextest runs each
-    // test in its own process, so this does not leak into other tests.)
+    // Global, as in `serve`: the server's tasks run on every worker thread. (The test has its
+    // process to itself, so this does not leak into other tests.)
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only global subscriber in this process");
 
-    let (app, base, stop, server) = serve_shop(&telemetry).await;
+    let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
+    let base = shop.base.clone();
 
     let http = reqwest::Client::new();
     assert_eq!(
         http.get(format!("{base}/")).send().await.unwrap().status(),
         200
     );
-    let product = app
+    let product = shop
+        .app
         .find_product(|p| p["stock"].as_i64().unwrap() > 20)
         .await;
     let order = http
@@ -201,7 +84,8 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     // Live Metrics pings at once, then posts every second while "subscribed".
     let started = Instant::now();
     loop {
-        let paths: Vec<String> = received
+        let paths: Vec<String> = fake
+            .received
             .lock()
             .unwrap()
             .iter()
@@ -225,7 +109,7 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
         );
     }
     let started = Instant::now();
-    while live_metric(&received, "\\ApplicationInsights\\Requests/Sec") <= 0.0 {
+    while fake.live_metric_sum(REQUESTS) <= 0.0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "Live Metrics never counted the traced requests"
@@ -233,12 +117,11 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    shop.stop().await;
     telemetry.shutdown(Duration::from_secs(5)).await;
 
-    let received = received.lock().unwrap();
-    let items = tracked_items(&received);
+    let received = fake.received.lock().unwrap();
+    let items = crate::fake_insights::tracked_items(&received);
     let requests = base_data(&items, "RequestData");
 
     let names: Vec<_> = items
@@ -312,63 +195,29 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     );
 }
 
-/// The sum of a Live Metrics metric over every post received so far.
-fn live_metric(received: &Received, name: &str) -> f64 {
-    received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(path, _)| path.ends_with("/post"))
-        .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
-        .flat_map(|point| point["Metrics"].as_array().cloned().unwrap_or_default())
-        .filter(|metric| metric["Name"] == name)
-        .filter_map(|metric| metric["Value"].as_f64())
-        .sum()
-}
-
 /// With no trace exported (`DOORBUSTER_TRACE_EXPORT_RATIO=0`), requests build no spans for the
 /// exporter, yet Live Metrics still counts them and their database calls: its request and
 /// dependency rates do not depend on the share of traces exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_metrics_counts_requests_that_are_not_traced() {
-    let (fake, received) = fake_ingestion().await;
-    let connection_string = format!(
-        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{fake}/;LiveEndpoint=http://{fake}/"
-    );
-    let client = LoopbackClient(reqwest::Client::builder().build().unwrap());
-    let args = TelemetryArgs {
-        trace_export_ratio: 0.0,
-        ..args(Some(connection_string))
-    };
-    let (telemetry, subscriber, _) = Telemetry::build(&args, LogFormat::Text, client).unwrap();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the only global subscriber in this process");
-
-    let (_app, base, stop, server) = serve_shop(&telemetry).await;
-
-    // Live Metrics counts only while a viewer watches: wait for its first post.
-    let started = Instant::now();
-    while !received
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(path, _)| path.ends_with("/post"))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no Live Metrics post"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if !own_process("telemetry::live_metrics_counts_requests_that_are_not_traced") {
+        return;
     }
+    let fake = FakeInsights::start().await;
+    let telemetry = install_telemetry(&TelemetryArgs {
+        trace_export_ratio: 0.0,
+        ..args(Some(fake.connection_string.clone()))
+    });
+    let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
+    let base = shop.base.clone();
+    fake.wait_for_live_posts().await;
     let http = reqwest::Client::new();
     for _ in 0..20 {
         let page = http.get(format!("{base}/")).send().await.unwrap();
         assert_eq!(page.status(), 200);
     }
     let started = Instant::now();
-    while live_metric(&received, "\\ApplicationInsights\\Requests/Sec") <= 0.0
-        || live_metric(&received, "\\ApplicationInsights\\Dependency Calls/Sec") <= 0.0
-    {
+    while fake.live_metric_sum(REQUESTS) <= 0.0 || fake.live_metric_sum(DEPENDENCIES) <= 0.0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "Live Metrics never counted the untraced requests and their database calls"
@@ -376,11 +225,9 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    shop.stop().await;
     telemetry.shutdown(Duration::from_secs(5)).await;
-    let received = received.lock().unwrap();
-    let items = tracked_items(&received);
+    let items = fake.items();
     // Only the start-up work (migrations and seeding, outside any request) is traced.
     let exported: Vec<&Value> = base_data(&items, "RequestData")
         .into_iter()
@@ -394,6 +241,223 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
     assert!(
         !base_data(&items, "MetricData").is_empty(),
         "metrics are exported all the same"
+    );
+}
+
+/// PostgreSQL cut in the middle of a run (through the cuttable proxy of the reliability tests):
+/// each database call that failed is a failed dependency (`success: false`) naming the error's
+/// kind, and each call that worked a successful one; each 503 is a failed request with exactly
+/// one exception item giving the error's type and message; Live Metrics counts the failed calls
+/// and the exceptions. Nothing sent carries the database password or the connection string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_cut_shows_as_failed_dependencies_and_exceptions() {
+    if !own_process("telemetry::a_database_cut_shows_as_failed_dependencies_and_exceptions") {
+        return;
+    }
+    const PASSWORD: &str = "s3cret-db-password";
+    let fake = FakeInsights::start().await;
+    let telemetry = install_telemetry(&args(Some(fake.connection_string.clone())));
+    let mut proxy = None;
+    let app = TestApp::postgres_through_with_password(
+        |host_port| {
+            let host_port = host_port.to_owned();
+            async move {
+                let proxy = CuttableProxy::start(host_port).await;
+                let addr = proxy.addr.to_string();
+                (proxy, addr)
+            }
+        },
+        &mut proxy,
+        Some(PASSWORD),
+    )
+    .await;
+    let proxy = proxy.expect("the proxy was started");
+    let shop = Shop::serve(app, &telemetry).await;
+    let product = shop
+        .app
+        .find_product(|p| p["stock"].as_i64().unwrap() > 20)
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    fake.wait_for_live_posts().await;
+
+    let http = reqwest::Client::new();
+    let checkout = || {
+        http.post(format!("{}/api/checkout", shop.base))
+            .json(&checkout_body(&[(product, 1)]))
+            .send()
+    };
+    assert_eq!(checkout().await.unwrap().status(), 201);
+    proxy.cut().await;
+    const FAILED: usize = 5;
+    for _ in 0..FAILED {
+        assert_eq!(checkout().await.unwrap().status(), 503);
+    }
+    proxy.restore();
+    // Two more Live Metrics posts, so the last failures are in one.
+    let posts = fake.live_posts().len();
+    let started = Instant::now();
+    while fake.live_posts().len() < posts + 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no more posts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shop.stop().await;
+    telemetry.shutdown(Duration::from_secs(5)).await;
+
+    let items = fake.items();
+    let checkouts: Vec<&Value> = base_data(&items, "RequestData")
+        .into_iter()
+        .filter(|r| r["name"] == "POST /api/checkout")
+        .collect();
+    let failed: Vec<&&Value> = checkouts
+        .iter()
+        .filter(|r| r["responseCode"] == "503")
+        .collect();
+    assert_eq!(failed.len(), FAILED, "{checkouts:?}");
+    assert!(failed.iter().all(|r| r["success"] == false), "{failed:?}");
+
+    let exceptions = base_data(&items, "ExceptionData");
+    assert_eq!(
+        exceptions.len(),
+        FAILED,
+        "one exception per failed request: {exceptions:?}"
+    );
+    for exception in &exceptions {
+        let details = &exception["exceptions"][0];
+        let type_name = details["typeName"].as_str().unwrap();
+        assert!(type_name.starts_with("DbError::"), "{exception}");
+        assert!(
+            !details["message"].as_str().unwrap().is_empty()
+                && details["message"] != "<no message>",
+            "{exception}"
+        );
+    }
+
+    let dependencies = base_data(&items, "RemoteDependencyData");
+    let (broken, worked): (Vec<&Value>, Vec<&Value>) = dependencies
+        .iter()
+        .copied()
+        .filter(|d| d["type"] == "postgresql")
+        .partition(|d| d["success"] == false);
+    assert!(broken.len() >= FAILED, "failed calls: {dependencies:?}");
+    for dependency in &broken {
+        let kind = dependency["properties"]["error.type"].as_str();
+        assert!(
+            matches!(kind, Some("unavailable" | "timed_out")),
+            "a failed call names its kind: {dependency}"
+        );
+    }
+    assert!(
+        !worked.is_empty() && worked.iter().all(|d| d["success"] == true),
+        "calls that worked say so: {dependencies:?}"
+    );
+
+    // Live Metrics counted them, whether the request was traced or not.
+    let counted_exceptions = fake.live_metric_count(EXCEPTIONS);
+    assert!(
+        (counted_exceptions - FAILED as f64).abs() < 0.5,
+        "Live Metrics counted {counted_exceptions:.2} exceptions for {FAILED}"
+    );
+    let counted_failures = fake.live_metric_count(DEPENDENCIES_FAILED);
+    assert!(
+        (counted_failures - broken.len() as f64).abs() < 0.5,
+        "Live Metrics counted {counted_failures:.2} failed dependency calls for {}",
+        broken.len()
+    );
+
+    let everything = fake.everything();
+    assert!(
+        !everything.contains(PASSWORD),
+        "the database password was sent"
+    );
+    assert!(
+        !everything.contains(&fake.connection_string),
+        "the connection string was sent"
+    );
+}
+
+/// At ratio 0.1, a request traced because its caller sent a sampled `traceparent` stands for
+/// itself alone: its items (the request, its database calls) carry a sample rate of 100%
+/// (`itemCount` 1), while those traced at random carry 10% (`itemCount` 10), so `sum(itemCount)`
+/// counts the requests there were. (Every item carried 10%, so each forced trace counted ten
+/// times: 2,100 counted for 2,019 real.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_the_caller_asked_for_count_once() {
+    if !own_process("telemetry::traces_the_caller_asked_for_count_once") {
+        return;
+    }
+    let fake = FakeInsights::start().await;
+    let telemetry = install_telemetry(&TelemetryArgs {
+        trace_export_ratio: 0.1,
+        ..args(Some(fake.connection_string.clone()))
+    });
+    let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
+    let product = shop.app.products().await[0]["id"].as_i64().unwrap();
+    let url = format!("{}/api/products/{product}", shop.base);
+    let http = reqwest::Client::new();
+    const FORCED: usize = 30;
+    const RANDOM: usize = 300;
+    let forced: Vec<String> = (0..FORCED)
+        .map(|n| format!("{:032x}", 0xabc0_0000 + n))
+        .collect();
+    for trace in &forced {
+        let answer = http
+            .get(&url)
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    for _ in 0..RANDOM {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    }
+    shop.stop().await;
+    telemetry.shutdown(Duration::from_secs(5)).await;
+
+    let items = fake.items();
+    let spans: Vec<&Value> = items
+        .iter()
+        .filter(|item| {
+            matches!(
+                item["data"]["baseType"].as_str(),
+                Some("RequestData" | "RemoteDependencyData")
+            ) && item["data"]["baseData"]["name"] != "INSERT products"
+                && item["data"]["baseData"]["name"] != "UPDATE products"
+        })
+        .collect();
+    let (asked, sampled): (Vec<&Value>, Vec<&Value>) = spans.iter().partition(|item| {
+        forced
+            .iter()
+            .any(|trace| item["tags"]["ai.operation.id"] == trace.as_str())
+    });
+    let requests = |items: &[&Value]| {
+        items
+            .iter()
+            .filter(|item| item["data"]["baseType"] == "RequestData")
+            .count()
+    };
+    assert_eq!(requests(&asked), FORCED, "every forced trace is exported");
+    assert!(
+        asked.iter().all(|item| item["sampleRate"] == 100.0),
+        "a trace the caller asked for counts once: {:?}",
+        asked.iter().map(|i| &i["sampleRate"]).collect::<Vec<_>>()
+    );
+    assert!(
+        requests(&sampled) > 0 && sampled.iter().all(|item| item["sampleRate"] == 10.0),
+        "a trace sampled at random stands for ten: {:?}",
+        sampled.iter().map(|i| &i["sampleRate"]).collect::<Vec<_>>()
+    );
+    let counted: f64 = spans
+        .iter()
+        .filter(|item| item["data"]["baseType"] == "RequestData")
+        .map(|item| 100.0 / item["sampleRate"].as_f64().unwrap())
+        .sum();
+    let real = (FORCED + RANDOM) as f64;
+    // The random share is binomial: 300 draws at 0.1 give 30 ± 15 almost always.
+    assert!(
+        (counted - real).abs() <= 150.0,
+        "sum(itemCount) {counted} for {real} requests"
     );
 }
 
@@ -439,23 +503,13 @@ async fn malformed_connection_string_is_a_startup_error() {
 #[tokio::test]
 async fn prometheus_metrics_on_the_admin_port_only() {
     let app = TestApp::sqlite().await;
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (public_url, admin_url) = (
-        format!("http://{}", public.local_addr().unwrap()),
-        format!("http://{}", admin.local_addr().unwrap()),
-    );
-    let stop = CancellationToken::new();
-    let shop = tokio::spawn(server::serve(
-        public,
-        app.state.clone(),
-        Duration::ZERO,
-        stop.clone().cancelled_owned(),
-    ));
-    let admin_server = tokio::spawn(server::serve_admin(admin, app.state.clone(), stop.clone()));
+    let state = app.state.clone();
+    let shop = Shop::serve_state(app, state).await;
+    let (public_url, admin_url) = (shop.base.clone(), shop.admin.clone());
 
     let http = reqwest::Client::new();
-    let product = app
+    let product = shop
+        .app
         .find_product(|p| p["stock"].as_i64().unwrap() > 20)
         .await;
     let placed = http
@@ -511,7 +565,5 @@ async fn prometheus_metrics_on_the_admin_port_only() {
         .await
         .unwrap();
     assert_eq!(public_metrics.status(), 404);
-    stop.cancel();
-    shop.await.unwrap().unwrap();
-    admin_server.await.unwrap().unwrap();
+    shop.stop().await;
 }

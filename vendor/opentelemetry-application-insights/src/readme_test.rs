@@ -1,0 +1,1 @@
+doc_comment::doctest!("../README.md");
