@@ -112,6 +112,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DOORBUSTER_PAGE_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub page_cache_ttl: Duration,
 
+    /// How old the in-memory catalog may get before it is read again from the database, which is
+    /// how another replica's sales (on shared PostgreSQL) or an operator's restock reach this
+    /// replica's pages. This replica's own sales show at once.
+    #[arg(long, env = "DOORBUSTER_CATALOG_REFRESH", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub catalog_refresh: Duration,
+
     /// Port of the admin listener (Prometheus `/metrics`), kept off the public Service.
     #[arg(long, env = "DOORBUSTER_ADMIN_PORT", default_value_t = 9090)]
     pub admin_port: u16,
@@ -272,6 +278,7 @@ impl ServeArgs {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             page_cache_ttl: self.page_cache_ttl,
+            catalog_refresh: self.catalog_refresh,
             admin_token: self.load.admin_token.clone().filter(|t| !t.0.is_empty()),
             instance: self.telemetry.instance(),
             node: self.telemetry.node_name.clone().filter(|n| !n.is_empty()),
@@ -322,6 +329,9 @@ pub struct WebConfig {
     /// How long a shared rendered page is reused; zero turns the page cache off (see
     /// [`crate::web::page_cache`]).
     pub page_cache_ttl: Duration,
+    /// How old the in-memory catalog may get before it is read again (see
+    /// [`crate::shop::catalog::Catalog`]).
+    pub catalog_refresh: Duration,
     /// Token for the admin control API; `None` refuses every change.
     pub admin_token: Option<Secret>,
     /// This replica's name and node, shown in the footer so load spreading is visible.
@@ -338,6 +348,7 @@ impl Default for WebConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             page_cache_ttl: Duration::from_secs(1),
+            catalog_refresh: Duration::from_secs(1),
             admin_token: None,
             instance: "local".to_owned(),
             node: None,

@@ -144,6 +144,20 @@ pub fn is_asked_by_caller(span: &SpanData) -> bool {
     span.span_context.trace_state().get(ASKED_BY_CALLER.0) == Some(ASKED_BY_CALLER.1)
 }
 
+/// Runs housekeeping that no request asked for and that would otherwise be traced as start-up
+/// work is (every span outside a request is): the catalog refresh, every second on every
+/// replica, would send a trace and a dependency to Application Insights each time. It is neither
+/// traced nor counted in Live Metrics.
+pub fn untraced_housekeeping<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    REQUEST.scope(
+        RequestDecision {
+            traced: false,
+            live_metrics: None,
+        },
+        work,
+    )
+}
+
 /// Whether spans made now are wanted: inside a request, only if that request is traced; outside
 /// any request (start-up work), always.
 pub fn span_enabled_for_export() -> bool {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use crate::config::WebConfig;
 use crate::connections::ConnectionTable;
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::health::Health;
 use crate::load::Controls;
 use crate::metrics::Metrics;
+use crate::shop::catalog::{Catalog, Snapshot};
 use crate::shop::checkout::{CheckoutError, Placed};
 use crate::web::page_cache::PageCache;
 
@@ -26,6 +27,8 @@ pub struct Shared {
     pub config: Arc<WebConfig>,
     pub metrics: Arc<Metrics>,
     pub controls: Arc<Controls>,
+    /// The catalog every page and catalog API answer is built from.
+    pub catalog: Arc<Catalog>,
     /// Rendered pages shared by visitors with an empty cart.
     pub pages: Arc<PageCache>,
     /// Every open connection, shop and admin port alike (see [`crate::connections`]).
@@ -60,10 +63,12 @@ impl AppState {
         controls: Arc<Controls>,
     ) -> Self {
         metrics.observe_in_flight(controls.clone());
+        let catalog = Catalog::new(config.catalog_refresh);
         AppState(Arc::new(Shared {
             db,
             health: Health::default(),
-            pages: Arc::new(PageCache::new(config.page_cache_ttl)),
+            pages: Arc::new(PageCache::new(config.page_cache_ttl, catalog.clone())),
+            catalog,
             config: Arc::new(config),
             metrics,
             controls,
@@ -71,15 +76,19 @@ impl AppState {
         }))
     }
 
+    /// The catalog to answer this request from (see [`Catalog::snapshot`]).
+    pub async fn catalog(&self) -> Result<Arc<Snapshot>, DbError> {
+        self.catalog.snapshot(&self.db).await
+    }
+
     /// Records what a checkout did: the shop's metrics, and, when stock moved (an order placed
-    /// here, or one refused because stock ran out elsewhere), out-of-date cached pages.
+    /// here, or one refused because stock ran out elsewhere), the catalog.
     pub fn record_checkout(&self, outcome: &Result<Placed, CheckoutError>) {
         self.metrics.record_checkout(outcome);
-        if matches!(
-            outcome,
-            Ok(Placed::New(_)) | Err(CheckoutError::OutOfStock(_))
-        ) {
-            self.pages.catalog_changed();
+        match outcome {
+            Ok(Placed::New(order)) => self.catalog.sold(&order.lines),
+            Err(CheckoutError::OutOfStock(_)) => self.catalog.moved_elsewhere(),
+            _ => {}
         }
     }
 }

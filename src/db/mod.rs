@@ -162,6 +162,9 @@ struct SqliteFile {
     /// for one.
     checkpoint_asked_at: AtomicU64,
     checkpoint_now: Notify,
+    /// Woken after every checkpoint, for writes waiting for the WAL to have room (see
+    /// [`SqliteFile::over_limit`]).
+    room: Notify,
 }
 
 impl SqliteFile {
@@ -177,6 +180,7 @@ impl SqliteFile {
             shrink: AtomicBool::new(false),
             checkpoint_asked_at: AtomicU64::new(0),
             checkpoint_now: Notify::new(),
+            room: Notify::new(),
         })
     }
 
@@ -198,6 +202,29 @@ impl SqliteFile {
 
     fn wal_len(&self) -> u64 {
         std::fs::metadata(&self.wal).map_or(0, |m| m.len())
+    }
+
+    /// Whether the WAL has reached its configured bound: then writes wait for the checkpoint
+    /// task to truncate it. Checkpoints alone cannot hold the bound: on a slow disk or a starved
+    /// core a checkpoint took 9 s while the writer kept appending, and the WAL passed half a
+    /// gigabyte. (On a volume too small for the bound, the earlier truncation mark and the
+    /// disk-full handling keep it in check: waiting for room there would only turn "disk full"
+    /// into a timeout.)
+    fn over_limit(&self) -> bool {
+        self.wal_truncate_at > 0 && self.wal_len() >= self.wal_truncate_at.saturating_mul(2)
+    }
+
+    /// Waits until the WAL is under its bound. The caller's deadline bounds the wait: a write
+    /// that cannot get room in time is a 503, never a WAL past its bound.
+    async fn wait_for_room(&self) {
+        loop {
+            let woken = self.room.notified();
+            if !self.over_limit() {
+                return;
+            }
+            self.checkpoint_now.notify_one();
+            woken.await;
+        }
     }
 
     /// Sets the truncation mark from the space the volume has left: on a volume smaller than the
@@ -277,9 +304,10 @@ fn spawn_checkpoints(
             }
             let shrink = file.shrink.swap(false, Ordering::AcqRel);
             let bounded = file.wal_truncate_at > 0;
-            let outcome = if bounded
-                && (shrink || file.wal_len() > file.truncate_mark.load(Ordering::Relaxed))
-            {
+            let outcome = if bounded && (shrink || file.over_limit()) {
+                // Writes are waiting: truncate at once.
+                truncate_wal(&writer, &file).await
+            } else if bounded && file.wal_len() > file.truncate_mark.load(Ordering::Relaxed) {
                 // The copying and syncing first, without holding the writer; the truncation
                 // then has only what was committed meanwhile left to copy.
                 match passive_checkpoint(&reader).await {
@@ -307,6 +335,7 @@ fn spawn_checkpoints(
             file.checkpoint_asked_at
                 .store(file.wal_len(), Ordering::Relaxed);
             file.refresh_mark();
+            file.room.notify_waiters();
         }
     });
 }
@@ -741,6 +770,17 @@ impl Db {
         if wal > mark || wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + step {
             file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
             file.checkpoint_now.notify_one();
+        }
+    }
+
+    /// Waits, before a write, until the SQLite WAL is under its bound (see
+    /// [`SqliteFile::over_limit`]); at once on PostgreSQL, in memory, or with the WAL unbounded.
+    pub(crate) async fn wait_for_wal_room(&self) {
+        if let Store::Sqlite(SqliteStore {
+            file: Some(file), ..
+        }) = &self.store
+        {
+            file.wait_for_room().await;
         }
     }
 

@@ -106,6 +106,11 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
             cause,
         };
 
+        // Within the call's deadline: a WAL that cannot be brought under its bound in time makes
+        // this a 503, not a WAL past its bound.
+        tokio::time::timeout(deadline, db.wait_for_wal_room())
+            .await
+            .map_err(|_elapsed| DbError::TimedOut(deadline))?;
         let written = with_writer!(db, pool => {
             let mut conn = pool.acquire().await?;
             let attempt = tokio::time::timeout(deadline, async {

@@ -1,8 +1,28 @@
 //! The catalog: departments ([`Category`]), what they sell ([`Product`]) and the orders a
 //! listing can be sorted in ([`Sort`]), with what a shopper is told about each product (price,
-//! saving, stock state).
+//! saving, stock state); and the catalog this replica serves from memory ([`Catalog`]).
+//!
+//! The catalog is 73 products that change only when stock moves, so every page and catalog API
+//! answer is built from one immutable [`Snapshot`] held in memory, not from queries (a product
+//! page made four). Stock lives alongside the snapshot in atomics, so a sale here moves it at once
+//! ([`Catalog::sold`]) without building a new snapshot. Other replicas' sales and an operator's
+//! restock reach it by a refresh from the database every refresh interval
+//! (`DOORBUSTER_CATALOG_REFRESH`), in the background: no shopper waits for it. A refresh that
+//! fails keeps the copy (stock shown may then lag; the checkout transaction is what guarantees
+//! stock) and is tried again at the next interval. Each change bumps [`Catalog::version`], which
+//! the page cache checks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use serde::Serialize;
+
+use super::order::OrderLine;
+use crate::db::{self, Db, DbError};
 
 /// At or below this many units a product shows "Only N left".
 pub const LOW_STOCK_THRESHOLD: i64 = 10;
@@ -111,13 +131,6 @@ impl Sort {
     }
 }
 
-/// One page of a listing plus the total, for pagination.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProductPage {
-    pub items: Vec<Product>,
-    pub total: i64,
-}
-
 /// Presentation helpers used by templates and the API.
 impl Product {
     pub fn price(&self) -> crate::shop::money::Money {
@@ -154,5 +167,367 @@ impl Product {
         self.description
             .split_once(". ")
             .map_or(self.description.as_str(), |(first, _)| first)
+    }
+}
+
+/// One page of a listing plus the total, for pagination.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    pub total: i64,
+}
+
+/// One immutable copy of the catalog: departments in menu order, products, and for each listing
+/// order the products already sorted. Stock is read live from the atomics alongside; every
+/// [`Product`] handed out carries the stock of the moment it was handed out.
+#[derive(Debug)]
+pub struct Snapshot {
+    categories: Vec<Category>,
+    /// In id order.
+    products: Vec<Product>,
+    /// Live stock, index for index with `products`.
+    stock: Box<[AtomicI64]>,
+    by_id: HashMap<i64, usize, foldhash::fast::RandomState>,
+    by_slug: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// For each of [`Sort::ALL`], the product indices in that order.
+    sorted: [Vec<usize>; Sort::ALL.len()],
+}
+
+impl Snapshot {
+    /// A snapshot of these rows. Department product counts are counted here; departments come in
+    /// menu order (position, then slug) whatever order they are given in.
+    pub fn new(mut categories: Vec<Category>, mut products: Vec<Product>) -> Snapshot {
+        products.sort_by_key(|p| p.id);
+        categories.sort_by(|a, b| (a.position, &a.slug).cmp(&(b.position, &b.slug)));
+        for category in &mut categories {
+            category.product_count = products
+                .iter()
+                .filter(|p| p.category_slug == category.slug)
+                .count() as i64;
+        }
+        let stock = products.iter().map(|p| AtomicI64::new(p.stock)).collect();
+        let by_id = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id, i))
+            .collect();
+        let by_slug = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.slug.clone(), i))
+            .collect();
+        let sorted = Sort::ALL.map(|sort| {
+            let mut order: Vec<usize> = (0..products.len()).collect();
+            // Every order ends on the id, so listings are stable page to page (as the SQL was).
+            order.sort_by(|&a, &b| sort.compare(&products[a], &products[b]));
+            order
+        });
+        Snapshot {
+            categories,
+            products,
+            stock,
+            by_id,
+            by_slug,
+            sorted,
+        }
+    }
+
+    /// The product at `index` with its stock as of now.
+    fn product_at(&self, index: usize) -> Product {
+        let mut product = self.products[index].clone();
+        product.stock = self.stock[index].load(Ordering::Relaxed);
+        product
+    }
+
+    /// Departments in menu order.
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+
+    pub fn category(&self, slug: &str) -> Option<&Category> {
+        self.categories.iter().find(|c| c.slug == slug)
+    }
+
+    pub fn product_by_id(&self, id: i64) -> Option<Product> {
+        self.by_id.get(&id).map(|&i| self.product_at(i))
+    }
+
+    pub fn product_by_slug(&self, slug: &str) -> Option<Product> {
+        self.by_slug.get(slug).map(|&i| self.product_at(i))
+    }
+
+    /// The products with these ids, in the order asked; unknown ids are left out.
+    pub fn products_by_ids(&self, ids: &[i64]) -> Vec<Product> {
+        ids.iter()
+            .filter_map(|&id| self.product_by_id(id))
+            .collect()
+    }
+
+    /// A page of products in `sort` order, optionally within one department.
+    pub fn listing(
+        &self,
+        category: Option<&str>,
+        sort: Sort,
+        limit: usize,
+        offset: usize,
+    ) -> ProductPage {
+        let in_listing =
+            |&&i: &&usize| category.is_none_or(|c| self.products[i].category_slug == c);
+        let order = &self.sorted[sort.index()];
+        ProductPage {
+            items: order
+                .iter()
+                .filter(in_listing)
+                .skip(offset)
+                .take(limit)
+                .map(|&i| self.product_at(i))
+                .collect(),
+            total: order.iter().filter(in_listing).count() as i64,
+        }
+    }
+
+    /// The doorbuster deals for the home page: in stock first, then the deepest discount.
+    pub fn doorbusters(&self) -> Vec<Product> {
+        let mut deals: Vec<Product> = (0..self.products.len())
+            .filter(|&i| self.products[i].doorbuster)
+            .map(|i| self.product_at(i))
+            .collect();
+        deals.sort_by_key(|p| {
+            let share_paid = p
+                .price_cents
+                .saturating_mul(100)
+                .checked_div(p.list_price_cents)
+                .unwrap_or(0);
+            (p.stock <= 0, share_paid, p.id)
+        });
+        deals
+    }
+
+    /// Up to `limit` other products of the same department, best rated first.
+    pub fn related(&self, product: &Product, limit: usize) -> Vec<Product> {
+        self.sorted[Sort::Rating.index()]
+            .iter()
+            .filter(|&&i| {
+                let other = &self.products[i];
+                other.category_slug == product.category_slug && other.id != product.id
+            })
+            .take(limit)
+            .map(|&i| self.product_at(i))
+            .collect()
+    }
+
+    /// Whether `rows` (from the database) hold the same products with the same details as
+    /// this snapshot, stock aside.
+    fn same_catalog(&self, categories: &[Category], products: &[Product]) -> bool {
+        let mut categories = categories.to_vec();
+        categories.sort_by(|a, b| (a.position, &a.slug).cmp(&(b.position, &b.slug)));
+        self.products.len() == products.len()
+            && products.iter().all(|p| {
+                self.by_id
+                    .get(&p.id)
+                    .is_some_and(|&i| self.products[i].same_but_stock(p))
+            })
+            && self.categories.len() == categories.len()
+            && self.categories.iter().zip(&categories).all(|(a, b)| {
+                (&a.slug, &a.name, &a.tagline, a.position)
+                    == (&b.slug, &b.name, &b.tagline, b.position)
+            })
+    }
+
+    /// Sets stock from the database's figures; whether any moved.
+    fn set_stock(&self, products: &[Product]) -> bool {
+        let mut moved = false;
+        for product in products {
+            if let Some(&i) = self.by_id.get(&product.id) {
+                moved |= self.stock[i].swap(product.stock, Ordering::Relaxed) != product.stock;
+            }
+        }
+        moved
+    }
+}
+
+impl Product {
+    fn same_but_stock(&self, other: &Product) -> bool {
+        fn key(p: &Product) -> impl Eq + '_ {
+            (
+                p.id,
+                p.slug.as_str(),
+                p.category_slug.as_str(),
+                p.name.as_str(),
+                p.description.as_str(),
+                p.price_cents,
+                p.list_price_cents,
+                p.rating.to_bits(),
+                p.review_count,
+                p.doorbuster,
+            )
+        }
+        key(self) == key(other)
+    }
+}
+
+impl Sort {
+    fn index(self) -> usize {
+        Sort::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
+    /// The listing order: as the storefront has always sorted, ties broken by id.
+    fn compare(self, a: &Product, b: &Product) -> std::cmp::Ordering {
+        let discount = |p: &Product| {
+            if p.list_price_cents > 0 {
+                (p.list_price_cents - p.price_cents) * 1000 / p.list_price_cents
+            } else {
+                0
+            }
+        };
+        let by = match self {
+            Sort::Featured => (b.doorbuster, b.review_count).cmp(&(a.doorbuster, a.review_count)),
+            Sort::PriceAsc => a.price_cents.cmp(&b.price_cents),
+            Sort::PriceDesc => b.price_cents.cmp(&a.price_cents),
+            Sort::Rating => b
+                .rating
+                .total_cmp(&a.rating)
+                .then(b.review_count.cmp(&a.review_count)),
+            Sort::Discount => discount(b).cmp(&discount(a)),
+        };
+        by.then(a.id.cmp(&b.id))
+    }
+}
+
+/// The catalog this replica serves: the current [`Snapshot`], replaced as a whole when the
+/// products themselves change, and kept current by sales here and refreshes from the database.
+#[derive(Debug)]
+pub struct Catalog {
+    current: RwLock<Option<Arc<Snapshot>>>,
+    /// Bumped whenever what a page shows may have changed (stock or products).
+    version: AtomicU64,
+    refresh_interval: Duration,
+    /// Wakes the refresh task before its time: stock moved somewhere else.
+    refresh_now: Arc<Notify>,
+    /// Serialises first loads, so a crowd arriving at a cold replica queries once.
+    first_load: tokio::sync::Mutex<()>,
+}
+
+/// The shortest refresh interval: a zero would be a busy loop.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
+
+impl Catalog {
+    /// An empty catalog, loaded at first use and then read again from the database every
+    /// `refresh_interval` (at least [`MIN_REFRESH_INTERVAL`]) while it is in use.
+    pub fn new(refresh_interval: Duration) -> Arc<Catalog> {
+        Arc::new(Catalog {
+            current: RwLock::new(None),
+            version: AtomicU64::new(0),
+            refresh_interval: refresh_interval.max(MIN_REFRESH_INTERVAL),
+            refresh_now: Arc::new(Notify::new()),
+            first_load: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The version of what pages show: read it before reading the snapshot for a page, and keep
+    /// the page only while it is unchanged.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn loaded(&self) -> Option<Arc<Snapshot>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The snapshot to serve this request from. The first call loads it (an error then is the
+    /// store's, and the next call tries again) and starts the task that keeps it current.
+    pub async fn snapshot(self: &Arc<Self>, db: &Db) -> Result<Arc<Snapshot>, DbError> {
+        if let Some(snapshot) = self.loaded() {
+            return Ok(snapshot);
+        }
+        let _only_one = self.first_load.lock().await;
+        if let Some(snapshot) = self.loaded() {
+            return Ok(snapshot);
+        }
+        self.refresh(db).await?;
+        self.spawn_refreshes(db.clone());
+        Ok(self
+            .loaded()
+            .expect("a refresh that succeeded leaves a snapshot"))
+    }
+
+    /// Reads the catalog again every interval, or sooner when asked, until the catalog is
+    /// dropped. A failure keeps the copy held and is logged once until a refresh works again.
+    fn spawn_refreshes(self: &Arc<Self>, db: Db) {
+        let catalog = Arc::downgrade(self);
+        let (interval, refresh_now) = (self.refresh_interval, self.refresh_now.clone());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = refresh_now.notified() => {}
+                }
+                let Some(catalog) = catalog.upgrade() else {
+                    return;
+                };
+                match crate::sampling::untraced_housekeeping(catalog.refresh(&db)).await {
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("the catalog is read from the database again");
+                    }
+                    Ok(_) => {}
+                    Err(error) if !failing => {
+                        failing = true;
+                        tracing::warn!(%error, "cannot refresh the catalog; serving the copy held (stock shown may lag)");
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    /// Reads the catalog from the database: stock only when the products are unchanged, a new
+    /// snapshot when they are not. Returns whether anything a page shows changed.
+    pub async fn refresh(&self, db: &Db) -> Result<bool, DbError> {
+        let (categories, products) = db::catalog::everything(db).await?;
+        let changed = match self.loaded() {
+            Some(snapshot) if snapshot.same_catalog(&categories, &products) => {
+                snapshot.set_stock(&products)
+            }
+            _ => {
+                let snapshot = Arc::new(Snapshot::new(categories, products));
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+                true
+            }
+        };
+        if changed {
+            self.changed();
+        }
+        Ok(changed)
+    }
+
+    /// An order placed here took this stock: show it at once.
+    pub fn sold(&self, lines: &[OrderLine]) {
+        if let Some(snapshot) = self.loaded() {
+            for line in lines {
+                if let Some(&i) = snapshot.by_id.get(&line.product_id) {
+                    snapshot.stock[i].fetch_sub(line.quantity, Ordering::Relaxed);
+                }
+            }
+        }
+        self.changed();
+    }
+
+    /// Something a page shows changed: pages built before now are out of date.
+    pub fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Stock moved somewhere else (a checkout here found less than the snapshot showed): read it
+    /// again now rather than at the end of the interval.
+    pub fn moved_elsewhere(&self) {
+        self.refresh_now.notify_one();
     }
 }

@@ -14,7 +14,6 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::db::catalog;
 use crate::db::orders;
 use crate::error::{ApiError, AppError, echo};
 use crate::shop::catalog::{Category, Product, Sort, StockState};
@@ -129,13 +128,14 @@ struct CategoryList {
 }
 
 async fn list_categories(State(state): State<AppState>) -> Result<Json<impl Serialize>, ApiError> {
-    let categories = catalog::categories(&state.db).await?;
+    let catalog = state.catalog().await?;
     Ok(Json(CategoryList {
-        categories: categories
-            .into_iter()
+        categories: catalog
+            .categories()
+            .iter()
             .map(|category| CategoryView {
                 url: format!("/c/{}", category.slug),
-                category,
+                category: category.clone(),
             })
             .collect(),
     }))
@@ -177,8 +177,9 @@ async fn list_products(
         )
         .into());
     }
+    let catalog = state.catalog().await?;
     if let Some(slug) = &params.category
-        && catalog::category(&state.db, slug).await?.is_none()
+        && catalog.category(slug).is_none()
     {
         return Err(AppError::not_found(format!(
             "There is no category '{}'. GET /api/categories lists them.",
@@ -186,14 +187,13 @@ async fn list_products(
         ))
         .into());
     }
-    let listing = catalog::products(
-        &state.db,
+    // Both are within bounds checked above, so the casts cannot wrap.
+    let listing = catalog.listing(
         params.category.as_deref(),
         params.sort,
-        per_page,
-        (page - 1) * per_page,
-    )
-    .await?;
+        per_page as usize,
+        ((page - 1) * per_page) as usize,
+    );
     Ok(Json(ProductList {
         items: listing.items.into_iter().map(ProductView::from).collect(),
         total: listing.total,
@@ -206,9 +206,10 @@ async fn get_product(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<ProductView>, ApiError> {
+    let catalog = state.catalog().await?;
     let product = match key.parse::<i64>() {
-        Ok(id) => catalog::product_by_id(&state.db, id).await?,
-        Err(_) => catalog::product_by_slug(&state.db, &key).await?,
+        Ok(id) => catalog.product_by_id(id),
+        Err(_) => catalog.product_by_slug(&key),
     };
     let product = product.ok_or_else(|| {
         AppError::not_found(format!(

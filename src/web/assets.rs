@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::art;
 use super::extract::PagePath;
-use crate::db::catalog;
 use crate::error::{AppError, PageError, echo};
 use crate::state::AppState;
 
@@ -117,8 +116,10 @@ pub async fn product_art(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let slug = file.strip_suffix(".svg").unwrap_or_default();
-    let product = catalog::product_by_slug(&state.db, slug)
+    let product = state
+        .catalog()
         .await?
+        .product_by_slug(slug)
         .ok_or_else(|| {
             AppError::not_found(format!("There is no picture called {}.", echo(&file)))
         })?;
@@ -133,7 +134,8 @@ pub async fn category_art(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let slug = file.strip_suffix(".svg").unwrap_or_default();
-    let category = catalog::category(&state.db, slug).await?.ok_or_else(|| {
+    let catalog = state.catalog().await?;
+    let category = catalog.category(slug).ok_or_else(|| {
         AppError::not_found(format!("There is no picture called {}.", echo(&file)))
     })?;
     Ok(svg_response(&headers, art::category_svg(&category.slug)))

@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{CartCookie, PagePath, PageQuery};
 use super::pages::{Layout, Page, no_store};
-use crate::db::catalog;
 use crate::db::orders;
 use crate::error::{AppError, PageError, echo};
 use crate::shop::cart::{MAX_LINES, MAX_QUANTITY};
@@ -223,7 +222,7 @@ pub async fn order(
                 .filter(|receipt| receipt.id == id)
                 .ok_or_else(not_found)?;
             let ids: Vec<i64> = receipt.lines.iter().map(|line| line.0).collect();
-            let products = catalog::products_by_ids(&state.db, &ids).await?;
+            let products = state.catalog().await?.products_by_ids(&ids);
             let lines = receipt
                 .lines
                 .iter()

@@ -7,10 +7,10 @@
 //! visitor of this replica: catalog, stock levels, and the footer naming the pod and node.
 //!
 //! Stock changes, so entries expire two ways:
-//! - **A catalog version**, bumped by [`PageCache::catalog_changed`] whenever this process sees
-//!   stock move (an order placed here, or a checkout refused for lack of stock, which means it
-//!   moved somewhere else). An entry records the version read *before* its queries ran, so a page
-//!   rendered while an order was being placed is never served as current.
+//! - **The catalog's version** ([`Catalog::version`]), bumped whenever stock or products move
+//!   (an order placed here, or a refresh from the database that found a change). An entry records
+//!   the version read *before* its page was built, so a page rendered while an order was being
+//!   placed is never served as current.
 //! - **A short time to live** (`DOORBUSTER_PAGE_CACHE_TTL`, 1 s by default), which bounds how
 //!   stale a page can be when another replica sharing PostgreSQL sells the stock, or an operator
 //!   restocks from another process. `0s` turns the cache off. When a page outlives it, the first
@@ -27,13 +27,15 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 
-use crate::shop::catalog::Sort;
+use std::sync::Arc;
+
+use crate::shop::catalog::{Catalog, Sort};
 
 /// Most pages held at once: with the seeded catalog every product page, every department listing
 /// in every order and the home page fit many times over (each is 10 to 30 KB).
@@ -80,7 +82,8 @@ fn gzip(html: &[u8]) -> Bytes {
 #[derive(Debug)]
 pub struct PageCache {
     ttl: Duration,
-    version: AtomicU64,
+    /// Whose version tells whether a page is current.
+    catalog: Arc<Catalog>,
     /// foldhash rather than SipHash: every request for a page hashes its key, and SipHash was
     /// 2% of serving a cached product page. Keys are only inserted for pages that rendered
     /// (bounded, see [`MAX_ENTRIES`]), so there is no flooding to resist.
@@ -88,11 +91,12 @@ pub struct PageCache {
 }
 
 impl PageCache {
-    /// A cache whose entries live at most `ttl`; a zero `ttl` caches nothing.
-    pub fn new(ttl: Duration) -> PageCache {
+    /// A cache of pages built from `catalog`, whose entries live at most `ttl`; a zero `ttl`
+    /// caches nothing.
+    pub fn new(ttl: Duration, catalog: Arc<Catalog>) -> PageCache {
         PageCache {
             ttl,
-            version: AtomicU64::new(0),
+            catalog,
             entries: RwLock::new(HashMap::default()),
         }
     }
@@ -101,15 +105,10 @@ impl PageCache {
         !self.ttl.is_zero()
     }
 
-    /// The current catalog version: read it before querying for a page, then [`Self::put`] the
+    /// The current catalog version: read it before building a page, then [`Self::put`] the
     /// page with it.
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-
-    /// Stock moved: every page rendered before now is out of date.
-    pub fn catalog_changed(&self) {
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.catalog.version()
     }
 
     /// The page, if it was rendered from the current catalog version within the time to live
@@ -192,7 +191,8 @@ mod tests {
     #[test]
     fn clients_that_accept_gzip_share_one_compressed_copy() {
         use std::io::Read as _;
-        let cache = PageCache::new(Duration::from_secs(60));
+        let catalog = Catalog::new(Duration::ZERO);
+        let cache = PageCache::new(Duration::from_secs(60), catalog.clone());
         let text = "<p>Doorbuster deals</p>".repeat(200);
         cache.put(PageKey::Home, cache.version(), Bytes::from(text.clone()));
         let first = cache.get(&PageKey::Home, true).unwrap();
@@ -223,27 +223,29 @@ mod tests {
 
     #[test]
     fn a_page_is_served_until_the_catalog_changes() {
-        let cache = PageCache::new(Duration::from_secs(60));
+        let catalog = Catalog::new(Duration::ZERO);
+        let cache = PageCache::new(Duration::from_secs(60), catalog.clone());
         let version = cache.version();
         cache.put(PageKey::Home, version, page("home"));
         assert_eq!(html(&cache, &PageKey::Home), Some(page("home")));
         assert_eq!(html(&cache, &PageKey::Product("x".into())), None);
-        cache.catalog_changed();
+        catalog.changed();
         assert_eq!(html(&cache, &PageKey::Home), None);
     }
 
     #[test]
     fn a_page_rendered_while_stock_moved_is_not_kept() {
-        let cache = PageCache::new(Duration::from_secs(60));
+        let catalog = Catalog::new(Duration::ZERO);
+        let cache = PageCache::new(Duration::from_secs(60), catalog.clone());
         let version = cache.version();
-        cache.catalog_changed(); // an order lands while the page is being rendered
+        catalog.changed(); // an order lands while the page is being rendered
         cache.put(PageKey::Home, version, page("stale"));
         assert_eq!(html(&cache, &PageKey::Home), None);
     }
 
     #[test]
     fn pages_expire_and_a_zero_ttl_caches_nothing() {
-        let cache = PageCache::new(Duration::from_millis(100));
+        let cache = PageCache::new(Duration::from_millis(100), Catalog::new(Duration::ZERO));
         cache.put(PageKey::Home, cache.version(), page("home"));
         assert!(html(&cache, &PageKey::Home).is_some());
         std::thread::sleep(Duration::from_millis(120));
@@ -256,7 +258,7 @@ mod tests {
         cache.put(PageKey::Home, cache.version(), page("again"));
         assert_eq!(html(&cache, &PageKey::Home), Some(page("again")));
 
-        let off = PageCache::new(Duration::ZERO);
+        let off = PageCache::new(Duration::ZERO, Catalog::new(Duration::ZERO));
         off.put(PageKey::Home, off.version(), page("home"));
         assert_eq!(html(&off, &PageKey::Home), None);
         assert!(off.is_empty());
@@ -264,13 +266,14 @@ mod tests {
 
     #[test]
     fn the_number_of_pages_is_bounded() {
-        let cache = PageCache::new(Duration::from_secs(60));
+        let catalog = Catalog::new(Duration::ZERO);
+        let cache = PageCache::new(Duration::from_secs(60), catalog.clone());
         for n in 0..MAX_ENTRIES + 10 {
             cache.put(PageKey::Product(n.to_string()), cache.version(), page("p"));
         }
         assert_eq!(cache.len(), MAX_ENTRIES);
         // Once what is held has expired, new pages take its place.
-        cache.catalog_changed();
+        catalog.changed();
         cache.put(PageKey::Home, cache.version(), page("home"));
         assert_eq!(cache.len(), 1);
         assert!(html(&cache, &PageKey::Home).is_some());

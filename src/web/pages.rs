@@ -21,7 +21,6 @@ use super::confirmation;
 use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
 use super::origin::{OverHttps, SameOrigin};
 use super::page_cache::{CachedPage, PageKey};
-use crate::db::catalog;
 use crate::error::{AppError, PageError, echo};
 use crate::shop::cart::{Cart, MAX_QUANTITY};
 use crate::shop::catalog::{Category, Product, Sort};
@@ -81,18 +80,19 @@ impl Layout {
         cart: &Cart,
         current: Option<&str>,
     ) -> Result<Layout, PageError> {
-        let categories = catalog::categories(&state.db).await?;
+        let catalog = state.catalog().await?;
         let mut layout = Layout::bare(title, cart.item_count());
         layout.served_by = match &state.config.node {
             Some(node) => format!("{} on {node}", state.config.instance),
             None => state.config.instance.clone(),
         };
-        layout.nav = categories
-            .into_iter()
+        layout.nav = catalog
+            .categories()
+            .iter()
             .map(|c| NavLink {
                 current: current == Some(c.slug.as_str()),
                 href: format!("/c/{}", c.slug),
-                label: c.name,
+                label: c.name.clone(),
             })
             .collect();
         Ok(layout)
@@ -186,7 +186,9 @@ async fn shared_page<T: Template, F: Future<Output = Result<T, PageError>>>(
     {
         return Ok(cached_response(page));
     }
-    // Read before the queries run, so an order placed meanwhile makes this copy stale at once.
+    // Loaded first (a cold catalog's first load is a change), then the version read before the
+    // page is built, so an order placed meanwhile makes this copy stale at once.
+    state.catalog().await?;
     let version = state.pages.version();
     let html = Bytes::from(Box::pin(render()).await?.render()?);
     if let Some(key) = key {
@@ -271,8 +273,9 @@ pub async fn home(
     let (state, cart) = (&state, &cart);
     shared_page(state, key, gzip, move || async move {
         let layout = Layout::load(state, "Doorbuster · Black Friday deals", cart, None).await?;
-        let deals = catalog::doorbusters(&state.db).await?;
-        let categories = catalog::categories(&state.db).await?;
+        let catalog = state.catalog().await?;
+        let deals = catalog.doorbusters();
+        let categories = catalog.categories().to_vec();
         Ok(HomeTemplate {
             layout,
             deals,
@@ -342,7 +345,8 @@ async fn category_page(
     slug: String,
     params: ListingParams,
 ) -> Result<CategoryTemplate, PageError> {
-    let category = catalog::category(&state.db, &slug).await?.ok_or_else(|| {
+    let catalog = state.catalog().await?;
+    let category = catalog.category(&slug).cloned().ok_or_else(|| {
         AppError::not_found(format!(
             "There is no '{}' department. Pick one from the menu.",
             echo(&slug)
@@ -358,14 +362,13 @@ async fn category_page(
         ))
         .into());
     }
-    let listing = catalog::products(
-        &state.db,
+    // `page` is within 1..=pages, checked above.
+    let listing = catalog.listing(
         Some(&slug),
         params.sort,
-        PER_PAGE,
-        (page - 1) * PER_PAGE,
-    )
-    .await?;
+        PER_PAGE as usize,
+        ((page - 1) * PER_PAGE) as usize,
+    );
     let sort = params.sort.as_str();
     let href = |number: i64| format!("/c/{slug}?sort={sort}&page={number}");
     let layout = Layout::load(
@@ -430,18 +433,18 @@ async fn product_page(
     cart: &Cart,
     slug: String,
 ) -> Result<ProductTemplate, PageError> {
-    let product = catalog::product_by_slug(&state.db, &slug)
-        .await?
-        .ok_or_else(|| {
-            AppError::not_found(format!(
-                "We don't sell '{}'. Try the deals on the home page.",
-                echo(&slug)
-            ))
-        })?;
-    let category = catalog::category(&state.db, &product.category_slug)
-        .await?
+    let catalog = state.catalog().await?;
+    let product = catalog.product_by_slug(&slug).ok_or_else(|| {
+        AppError::not_found(format!(
+            "We don't sell '{}'. Try the deals on the home page.",
+            echo(&slug)
+        ))
+    })?;
+    let category = catalog
+        .category(&product.category_slug)
+        .cloned()
         .ok_or_else(|| AppError::Internal(format!("product {} has no category", product.slug)))?;
-    let related = catalog::related(&state.db, &product, 4).await?;
+    let related = catalog.related(&product, 4);
     let layout = Layout::load(
         state,
         format!("{} · Doorbuster", product.name),
@@ -473,7 +476,7 @@ struct CartRow {
 /// The cart's lines with current names, prices and stock; unknown products are dropped.
 async fn cart_rows(state: &AppState, cart: &mut Cart) -> Result<(Vec<CartRow>, Money), PageError> {
     let ids: Vec<i64> = cart.lines().iter().map(|line| line.product_id).collect();
-    let products = catalog::products_by_ids(&state.db, &ids).await?;
+    let products = state.catalog().await?.products_by_ids(&ids);
     cart.retain(|line| products.iter().any(|p| p.id == line.product_id));
     let mut rows = Vec::with_capacity(cart.lines().len());
     let mut subtotal = 0;
@@ -582,8 +585,10 @@ pub async fn cart_add(
     PageForm(form): PageForm<CartForm>,
 ) -> Result<Response, PageError> {
     let quantity = parse_quantity(form.quantity.as_deref(), 1)?.max(1);
-    let product = catalog::product_by_id(&state.db, form.product_id)
+    let product = state
+        .catalog()
         .await?
+        .product_by_id(form.product_id)
         .ok_or_else(|| AppError::not_found("That product is no longer sold. Pick another deal."))?;
     if product.is_sold_out() {
         return Err(AppError::OutOfStock {

@@ -153,8 +153,10 @@ db_tests! {
             .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
         let changed = doorbuster::db::seed::restock_to(&app.state.db, 250_000).await.unwrap();
         assert_eq!(changed as usize, seeded.len());
+        app.refresh_catalog().await;
         assert!(app.products().await.iter().all(|p| p["stock"] == 250_000));
         doorbuster::db::seed::restock(&app.state.db).await.unwrap();
+        app.refresh_catalog().await;
         let back: Vec<(i64, i64)> = app.products().await.iter()
             .map(|p| (p["id"].as_i64().unwrap(), p["stock"].as_i64().unwrap())).collect();
         assert_eq!(back, seeded);

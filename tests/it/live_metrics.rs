@@ -31,8 +31,8 @@ async fn live_metrics_rates_are_true_when_the_endpoint_is_slow() {
         ..args(Some(fake.connection_string.clone()))
     });
     let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
-    // Every page fails (an injected 500 or 503, before any database call); every API product
-    // read is one database call.
+    // Every page fails (an injected 500 or 503, before any database call); every order lookup is
+    // one database call (the catalog is served from memory: no call).
     shop.state
         .controls
         .set_knobs(Knobs {
@@ -43,14 +43,14 @@ async fn live_metrics_rates_are_true_when_the_endpoint_is_slow() {
             ..Knobs::default()
         })
         .unwrap();
-    let product = shop.app.products().await[0]["id"].as_i64().unwrap();
     fake.wait_for_live_posts().await;
 
     let (started, ended, statuses) = open_load(&shop.base, 100, Duration::from_secs(8), |n| {
         if n % 4 == 0 {
             "/".to_owned()
         } else {
-            format!("/api/products/{product}")
+            // A well-formed order number no order has: a 404, after one query.
+            "/api/orders/0123456789AB".to_owned()
         }
     })
     .await;
@@ -58,7 +58,7 @@ async fn live_metrics_rates_are_true_when_the_endpoint_is_slow() {
     let failed = statuses.iter().filter(|&&s| s >= 500).count();
     assert_eq!(failed, statuses.len() / 4, "every page and only pages fail");
     assert_eq!(
-        statuses.iter().filter(|&&s| s == 200).count(),
+        statuses.iter().filter(|&&s| s == 404).count(),
         statuses.len() - failed
     );
     // Wait for the post that covers the end of the run.

@@ -2,9 +2,12 @@
 //! load balancer without affinity): what a shopper sees when one request lands on one replica
 //! and the next on another.
 
-use axum::http::{StatusCode, header};
+use std::time::{Duration, Instant};
 
-use crate::support::{TestApp, TestResponse};
+use axum::http::{StatusCode, header};
+use doorbuster::config::WebConfig;
+
+use crate::support::{TestApp, TestResponse, checkout_body};
 
 /// Places an order through the checkout form on `app`, the way a browser does, and returns the
 /// answer to the form's submit (the redirect to the confirmation).
@@ -161,4 +164,62 @@ async fn a_receipt_never_overrides_the_database() {
         other.get_with_cookie(&location, &garbage).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Two replicas sharing PostgreSQL, each serving the catalog from its own copy in memory: a sale
+/// on one shows on the other's product page and catalog API once its catalog refresh has run
+/// (every `DOORBUSTER_CATALOG_REFRESH`), with nothing restarted and no cache to wait out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_on_one_replica_shows_on_another_within_the_refresh_interval() {
+    const REFRESH: Duration = Duration::from_millis(500);
+    let config = WebConfig {
+        catalog_refresh: REFRESH,
+        // A page cache that would keep the page far longer: the catalog's change must replace it.
+        page_cache_ttl: Duration::from_secs(600),
+        ..WebConfig::default()
+    };
+    let seller = TestApp::postgres_with(config.clone()).await;
+    let other = seller.another_replica(config).await;
+    let product = other
+        .find_product(|p| p["doorbuster"] == true && p["stock"].as_i64().unwrap() > 12)
+        .await;
+    let (id, stock) = (
+        product["id"].as_i64().unwrap(),
+        product["stock"].as_i64().unwrap(),
+    );
+    let page_url = product["url"].as_str().unwrap().to_owned();
+    let shows = |page: &str, units: i64| page.contains(&format!("In stock · {units} left"));
+    assert!(
+        shows(&other.get(&page_url).await.text(), stock),
+        "the page shows the stock"
+    );
+
+    let placed = seller
+        .post_json("/api/checkout", &checkout_body(&[(id, 2)]))
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text());
+    let sold = Instant::now();
+    // The seller shows its own sale at once.
+    assert_eq!(seller.product(&id.to_string()).await["stock"], stock - 2);
+
+    loop {
+        let page = other.get(&page_url).await.text();
+        let api = other.product(&id.to_string()).await["stock"]
+            .as_i64()
+            .unwrap();
+        if shows(&page, stock - 2) && api == stock - 2 {
+            break;
+        }
+        assert!(
+            shows(&page, stock) && api == stock,
+            "the other replica shows the stock before or after the sale, nothing else"
+        );
+        // The refresh runs every interval; allow for a slow machine running the query.
+        assert!(
+            sold.elapsed() < REFRESH * 4,
+            "the other replica still shows {api} units {:?} after the sale",
+            sold.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

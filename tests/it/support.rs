@@ -177,6 +177,19 @@ impl TestApp {
         Self::build(db, WebConfig::default(), None, Some(database))
     }
 
+    /// Another replica on this app's PostgreSQL database: its own pool, catalog and page cache,
+    /// as a second pod sharing the database has.
+    pub async fn another_replica(&self, config: WebConfig) -> TestApp {
+        let database = self
+            ._postgres
+            .as_ref()
+            .expect("replicas share a PostgreSQL database");
+        let db = Db::connect(&options(&database.url))
+            .await
+            .expect("open PostgreSQL test database again");
+        Self::build(db, config, None, None)
+    }
+
     /// An app on a database the test opened itself (e.g. on a filesystem it staged).
     pub fn from_db(db: Db, config: WebConfig) -> TestApp {
         Self::build(db, config, None, None)
@@ -317,6 +330,16 @@ impl TestApp {
             .into_iter()
             .find(|p| pred(p))
             .expect("the seeded catalog has such a product")
+    }
+
+    /// What the catalog refresh does every `DOORBUSTER_CATALOG_REFRESH`, now: for tests that
+    /// change the database behind the shop's back (an operator's restock, another replica).
+    pub async fn refresh_catalog(&self) {
+        self.state
+            .catalog
+            .refresh(&self.state.db)
+            .await
+            .expect("the catalog refreshes");
     }
 
     pub async fn order_count(&self) -> i64 {
