@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::db::DbError;
-use crate::shop::checkout::{CheckoutError, FieldError};
+use crate::shop::checkout::FieldError;
+use crate::shop::order::CheckoutOutcome;
 use crate::shop::order::Shortage;
 
 /// Seconds a client is asked to wait after a 503.
@@ -237,11 +238,12 @@ impl From<DbError> for AppError {
     }
 }
 
-impl From<CheckoutError> for AppError {
-    fn from(error: CheckoutError) -> Self {
-        match error {
-            CheckoutError::Invalid(errors) => AppError::Invalid { errors },
-            CheckoutError::UnknownProducts(ids) => AppError::Invalid {
+impl AppError {
+    /// The answer to a checkout that placed no order (an outcome with an order is no error).
+    pub fn refused(outcome: CheckoutOutcome) -> AppError {
+        match outcome {
+            CheckoutOutcome::Invalid(errors) => AppError::Invalid { errors },
+            CheckoutOutcome::UnknownProducts(ids) => AppError::Invalid {
                 errors: vec![FieldError {
                     field: "items".to_owned(),
                     message: format!(
@@ -253,9 +255,14 @@ impl From<CheckoutError> for AppError {
                     ),
                 }],
             },
-            CheckoutError::OutOfStock(shortages) => AppError::OutOfStock { shortages },
-            CheckoutError::KeyReused => AppError::IdempotencyKeyReused,
-            CheckoutError::Db(error) => error.into(),
+            CheckoutOutcome::OutOfStock(shortages) => AppError::OutOfStock { shortages },
+            CheckoutOutcome::KeyReused => AppError::IdempotencyKeyReused,
+            CheckoutOutcome::Placed(order) | CheckoutOutcome::Replayed(order) => {
+                AppError::Internal(format!(
+                    "order {} was placed, yet answered as refused",
+                    order.id
+                ))
+            }
         }
     }
 }

@@ -20,8 +20,9 @@ use opentelemetry::metrics::{
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
+use crate::db::DbError;
 use crate::sampling::RequestTracing;
-use crate::shop::checkout::{CheckoutError, Placed};
+use crate::shop::order::CheckoutOutcome;
 
 /// Request-duration buckets in seconds. (The SDK's defaults assume milliseconds.)
 ///
@@ -145,14 +146,13 @@ pub const CONTROL_READINESS: &str = "readiness";
 const CONTROLS: [&str; 2] = [CONTROL_KNOBS, CONTROL_READINESS];
 
 /// Why a checkout produced no order, as the `reason` label.
-fn rejection_reason(error: &CheckoutError) -> Option<&'static str> {
+fn rejection_reason(outcome: &CheckoutOutcome) -> Option<&'static str> {
     let [out_of_stock, invalid, conflict] = REJECTION_REASONS;
-    match error {
-        CheckoutError::OutOfStock(_) => Some(out_of_stock),
-        CheckoutError::Invalid(_) | CheckoutError::UnknownProducts(_) => Some(invalid),
-        CheckoutError::KeyReused => Some(conflict),
-        // Database failures are server errors, counted by the request metrics, not rejections.
-        CheckoutError::Db(_) => None,
+    match outcome {
+        CheckoutOutcome::OutOfStock(_) => Some(out_of_stock),
+        CheckoutOutcome::Invalid(_) | CheckoutOutcome::UnknownProducts(_) => Some(invalid),
+        CheckoutOutcome::KeyReused => Some(conflict),
+        CheckoutOutcome::Placed(_) | CheckoutOutcome::Replayed(_) => None,
     }
 }
 
@@ -304,22 +304,23 @@ impl Metrics {
 
     /// Counts what a checkout did: an order with its items and revenue, or a rejection by reason.
     /// Replays of an idempotent request count nothing: the order was counted the first time.
-    pub fn record_checkout(&self, outcome: &Result<Placed, CheckoutError>) {
+    /// Failures of the store are server errors, counted by the request metrics, not rejections.
+    pub fn record_checkout(&self, outcome: &Result<CheckoutOutcome, DbError>) {
         match outcome {
-            Ok(Placed::New(order)) => {
+            Ok(CheckoutOutcome::Placed(order)) => {
                 self.orders.add(1, &[]);
                 self.items_sold
                     .add(u64::try_from(order.item_count).unwrap_or(0), &[]);
                 self.revenue_cents
                     .add(u64::try_from(order.total_cents).unwrap_or(0), &[]);
             }
-            Ok(Placed::Replayed(_)) => {}
-            Err(error) => {
-                if let Some(reason) = rejection_reason(error) {
+            Ok(refused) => {
+                if let Some(reason) = rejection_reason(refused) {
                     self.checkout_rejections
                         .add(1, &[KeyValue::new("reason", reason)]);
                 }
             }
+            Err(_) => {}
         }
     }
 

@@ -10,7 +10,7 @@ use crate::health::Health;
 use crate::load::Controls;
 use crate::metrics::Metrics;
 use crate::shop::catalog::{Catalog, Snapshot};
-use crate::shop::checkout::{CheckoutError, Placed};
+use crate::shop::checkout::Checkout;
 use crate::web::page_cache::PageCache;
 
 /// The shared state. Cloning it is one reference-count increment: the router clones it into
@@ -29,6 +29,8 @@ pub struct Shared {
     pub controls: Arc<Controls>,
     /// The catalog every page and catalog API answer is built from.
     pub catalog: Arc<Catalog>,
+    /// Placing orders (see [`Checkout`]).
+    pub checkout: Checkout,
     /// Rendered pages shared by visitors with an empty cart.
     pub pages: Arc<PageCache>,
     /// Every open connection, shop and admin port alike (see [`crate::connections`]).
@@ -65,6 +67,7 @@ impl AppState {
         metrics.observe_in_flight(controls.clone());
         let catalog = Catalog::new(config.catalog_refresh);
         AppState(Arc::new(Shared {
+            checkout: Checkout::new(db.clone(), catalog.clone(), metrics.clone()),
             db,
             health: Health::default(),
             pages: Arc::new(PageCache::new(config.page_cache_ttl, catalog.clone())),
@@ -79,16 +82,5 @@ impl AppState {
     /// The catalog to answer this request from (see [`Catalog::snapshot`]).
     pub async fn catalog(&self) -> Result<Arc<Snapshot>, DbError> {
         self.catalog.snapshot(&self.db).await
-    }
-
-    /// Records what a checkout did: the shop's metrics, and, when stock moved (an order placed
-    /// here, or one refused because stock ran out elsewhere), the catalog.
-    pub fn record_checkout(&self, outcome: &Result<Placed, CheckoutError>) {
-        self.metrics.record_checkout(outcome);
-        match outcome {
-            Ok(Placed::New(order)) => self.catalog.sold(&order.lines),
-            Err(CheckoutError::OutOfStock(_)) => self.catalog.moved_elsewhere(),
-            _ => {}
-        }
     }
 }

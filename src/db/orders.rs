@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::shop::order::{
-    Customer, NewOrder, Order, OrderLine, PlaceOutcome, Shortage, new_order_id,
+    CheckoutOutcome, Customer, NewOrder, Order, OrderLine, Shortage, new_order_id,
 };
 
 use super::{Db, DbError, commit_may_have_happened, violated_constraint, with_reader, with_writer};
@@ -83,7 +83,7 @@ enum Written {
 /// was sent (the order may exist; a retry with the same idempotency key finds out). The
 /// connection of a failed transaction is closed, never reused (see [`crate::db`]).
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "INSERT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "INSERT", db.collection.name = "orders"))]
-pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError> {
+pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbError> {
     db.call_bounded_by(async move {
         // A retried request is not looked up first: that would cost every order a statement (and
         // on SQLite a second turn at the one writer). Its order insert fails on the unique key
@@ -227,7 +227,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
         let (short, unknown) = match written {
             Written::Placed(order) => {
                 db.committed();
-                return Ok(PlaceOutcome::Placed(order));
+                return Ok(CheckoutOutcome::Placed(order));
             }
             Written::Refused { short, unknown } => (short, unknown),
             Written::KeyTaken => {
@@ -249,9 +249,9 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
             return Ok(outcome);
         }
         Ok(if unknown.is_empty() {
-            PlaceOutcome::OutOfStock(short)
+            CheckoutOutcome::OutOfStock(short)
         } else {
-            PlaceOutcome::UnknownProducts(unknown)
+            CheckoutOutcome::UnknownProducts(unknown)
         })
     })
     .await
@@ -259,7 +259,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<PlaceOutcome, DbError>
 
 /// The earlier outcome for an idempotency key, if the key was used before.
 #[tracing::instrument(level = "info", skip_all, fields(otel.name = "SELECT orders", otel.kind = "client", db.system.name = db.engine().as_str(), db.operation.name = "SELECT", db.collection.name = "orders"))]
-async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<PlaceOutcome>, DbError> {
+async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<CheckoutOutcome>, DbError> {
     db.call(async move {
         let existing: Option<(String, String)> = with_writer!(db, pool => {
             // Read through the writer: on SQLite that sees the latest commit without waiting for
@@ -270,10 +270,10 @@ async fn replay(db: &Db, key: &str, fingerprint: &str) -> Result<Option<PlaceOut
             return Ok(None);
         };
         if stored_fingerprint != fingerprint {
-            return Ok(Some(PlaceOutcome::KeyReused));
+            return Ok(Some(CheckoutOutcome::KeyReused));
         }
         match order(db, &order_id).await? {
-            Some(order) => Ok(Some(PlaceOutcome::Replayed(order))),
+            Some(order) => Ok(Some(CheckoutOutcome::Replayed(order))),
             None => Err(DbError::Other(sqlx::Error::RowNotFound)),
         }
     })

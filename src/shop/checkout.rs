@@ -1,15 +1,19 @@
-//! Checkout rules shared by the HTML form and the JSON API: what a valid order request is, how it
-//! is normalised, and how it is turned into an order.
+//! Checkout, shared by the HTML form and the JSON API: what a valid order request is, how it is
+//! normalised, and [`Checkout`], the use case that turns it into an order.
 //!
 //! Validation lives here rather than in the handlers so both front doors give the same answers;
-//! the transaction itself lives in [`crate::db::orders`].
+//! the transaction's statements live in [`crate::db::orders`].
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::db::orders;
 use crate::db::{Db, DbError};
+use crate::metrics::Metrics;
 use crate::shop::cart::{MAX_LINES, MAX_QUANTITY};
-use crate::shop::order::{Customer, LineRequest, NewOrder, Order, PlaceOutcome, Shortage};
+use crate::shop::catalog::Catalog;
+use crate::shop::order::{CheckoutOutcome, Customer, LineRequest, NewOrder};
 
 /// The body of `POST /api/checkout` (and what the checkout form is converted into).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -49,36 +53,6 @@ impl FieldError {
 pub struct ValidCheckout {
     pub customer: Customer,
     pub lines: Vec<LineRequest>,
-}
-
-/// Why a checkout did not produce an order.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckoutError {
-    #[error("the order has invalid fields")]
-    Invalid(Vec<FieldError>),
-    #[error("unknown products: {0:?}")]
-    UnknownProducts(Vec<i64>),
-    #[error("not enough stock")]
-    OutOfStock(Vec<Shortage>),
-    #[error("the idempotency key was already used for a different order")]
-    KeyReused,
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-/// A successful checkout: a new order, or the earlier order for a retried request.
-#[derive(Clone, Debug)]
-pub enum Placed {
-    New(Order),
-    Replayed(Order),
-}
-
-impl Placed {
-    pub fn order(&self) -> &Order {
-        match self {
-            Placed::New(order) | Placed::Replayed(order) => order,
-        }
-    }
 }
 
 /// Longest accepted `Idempotency-Key`.
@@ -219,48 +193,66 @@ pub fn fingerprint(valid: &ValidCheckout) -> String {
     serde_json::json!({ "lines": lines, "customer": valid.customer }).to_string()
 }
 
-/// Validates and places an order.
-#[tracing::instrument(name = "checkout", skip_all, fields(otel.kind = "internal", items = request.items.len(), idempotent = idempotency_key.is_some()))]
-pub async fn checkout(
-    db: &Db,
-    request: &CheckoutRequest,
-    idempotency_key: Option<&str>,
-) -> Result<Placed, CheckoutError> {
-    let valid = tracing::info_span!("checkout.validate", otel.kind = "internal")
-        .in_scope(|| validate(request))
-        .map_err(CheckoutError::Invalid)?;
-    place(db, &valid, idempotency_key).await
+/// Checkout, the shop's one write, as one use case: validate the request, place the order in one
+/// transaction, count it, and show the stock it took. Handlers only translate HTTP to a
+/// [`CheckoutRequest`] and the [`CheckoutOutcome`] back.
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    db: Db,
+    catalog: Arc<Catalog>,
+    metrics: Arc<Metrics>,
 }
 
-/// Places an already validated order.
-#[tracing::instrument(name = "checkout.place", skip_all, fields(otel.kind = "internal", outcome = tracing::field::Empty))]
-pub async fn place(
-    db: &Db,
-    valid: &ValidCheckout,
-    idempotency_key: Option<&str>,
-) -> Result<Placed, CheckoutError> {
-    let fingerprint = fingerprint(valid);
-    let new = NewOrder {
-        customer: &valid.customer,
-        lines: &valid.lines,
-        idempotency_key,
-        fingerprint: &fingerprint,
-    };
-    let outcome = orders::place(db, &new).await?;
-    let label = match &outcome {
-        PlaceOutcome::Placed(_) => "placed",
-        PlaceOutcome::Replayed(_) => "replayed",
-        PlaceOutcome::OutOfStock(_) => "out_of_stock",
-        PlaceOutcome::UnknownProducts(_) => "unknown_products",
-        PlaceOutcome::KeyReused => "key_reused",
-    };
-    tracing::Span::current().record("outcome", label);
-    match outcome {
-        PlaceOutcome::Placed(order) => Ok(Placed::New(order)),
-        PlaceOutcome::Replayed(order) => Ok(Placed::Replayed(order)),
-        PlaceOutcome::OutOfStock(short) => Err(CheckoutError::OutOfStock(short)),
-        PlaceOutcome::UnknownProducts(ids) => Err(CheckoutError::UnknownProducts(ids)),
-        PlaceOutcome::KeyReused => Err(CheckoutError::KeyReused),
+impl Checkout {
+    pub fn new(db: Db, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Checkout {
+        Checkout {
+            db,
+            catalog,
+            metrics,
+        }
+    }
+
+    /// Validates and places an order. `Err` is the store failing (nothing was written, or for
+    /// [`DbError::OutcomeUnknown`] it is not known whether it was); everything the shopper can
+    /// act on is an outcome.
+    #[tracing::instrument(name = "checkout", skip_all, fields(otel.kind = "internal", items = request.items.len(), idempotent = idempotency_key.is_some(), outcome = tracing::field::Empty))]
+    pub async fn place(
+        &self,
+        request: &CheckoutRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<CheckoutOutcome, DbError> {
+        let validated = tracing::info_span!("checkout.validate", otel.kind = "internal")
+            .in_scope(|| validate(request));
+        let outcome = match validated {
+            Ok(valid) => self.place_valid(&valid, idempotency_key).await,
+            Err(errors) => Ok(CheckoutOutcome::Invalid(errors)),
+        };
+        if let Ok(outcome) = &outcome {
+            tracing::Span::current().record("outcome", outcome.label());
+        }
+        self.metrics.record_checkout(&outcome);
+        match &outcome {
+            Ok(CheckoutOutcome::Placed(order)) => self.catalog.sold(&order.lines),
+            // Stock moved somewhere else: the catalog shows more than there is.
+            Ok(CheckoutOutcome::OutOfStock(_)) => self.catalog.moved_elsewhere(),
+            _ => {}
+        }
+        outcome
+    }
+
+    async fn place_valid(
+        &self,
+        valid: &ValidCheckout,
+        idempotency_key: Option<&str>,
+    ) -> Result<CheckoutOutcome, DbError> {
+        let fingerprint = fingerprint(valid);
+        let new = NewOrder {
+            customer: &valid.customer,
+            lines: &valid.lines,
+            idempotency_key,
+            fingerprint: &fingerprint,
+        };
+        orders::place(&self.db, &new).await
     }
 }
 

@@ -1,11 +1,13 @@
 //! Orders: who buys ([`Customer`]), what they asked for ([`LineRequest`]), what they got
-//! ([`Order`] and its [`OrderLine`]s), and what can become of a request ([`PlaceOutcome`]).
+//! ([`Order`] and its [`OrderLine`]s), and what can become of a request ([`CheckoutOutcome`]).
 //!
 //! An order's number is random (see [`ORDER_ID_LEN`]) so that an order page needs no login.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use super::checkout::FieldError;
 
 /// Who the order ships to. Validated by [`crate::shop::checkout`] before it gets here. A field it does
 /// not know is refused when read from JSON (the API's `customer`), as the OpenAPI document says,
@@ -73,19 +75,45 @@ pub struct NewOrder<'a> {
     pub fingerprint: &'a str,
 }
 
-/// What became of a checkout. Failures of the database itself are the `Err` of [`crate::db::orders::place`].
+/// What became of a checkout request: the one answer the form, the API, the metrics and the
+/// catalog all read. Failures of the store itself are the `Err` beside it
+/// ([`crate::db::DbError`]).
 #[derive(Clone, Debug)]
-pub enum PlaceOutcome {
+pub enum CheckoutOutcome {
     /// A new order was written.
     Placed(Order),
     /// The idempotency key was seen before with the same request: this is that first order.
     Replayed(Order),
+    /// The request itself is wrong (every problem, by field); nothing was written.
+    Invalid(Vec<FieldError>),
     /// Not enough stock for these products; nothing was written.
     OutOfStock(Vec<Shortage>),
     /// These product ids do not exist; nothing was written.
     UnknownProducts(Vec<i64>),
     /// The idempotency key was used before for a different request.
     KeyReused,
+}
+
+impl CheckoutOutcome {
+    /// The order, when there is one (placed now or before).
+    pub fn order(&self) -> Option<&Order> {
+        match self {
+            CheckoutOutcome::Placed(order) | CheckoutOutcome::Replayed(order) => Some(order),
+            _ => None,
+        }
+    }
+
+    /// A name for traces.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CheckoutOutcome::Placed(_) => "placed",
+            CheckoutOutcome::Replayed(_) => "replayed",
+            CheckoutOutcome::Invalid(_) => "invalid",
+            CheckoutOutcome::OutOfStock(_) => "out_of_stock",
+            CheckoutOutcome::UnknownProducts(_) => "unknown_products",
+            CheckoutOutcome::KeyReused => "key_reused",
+        }
+    }
 }
 
 /// Crockford base32 without the ambiguous letters I, L, O and U.

@@ -17,8 +17,8 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::db::orders;
 use crate::error::{ApiError, AppError, echo};
 use crate::shop::catalog::{Category, Product, Sort, StockState};
-use crate::shop::checkout::{self, CheckoutRequest, Placed};
-use crate::shop::order::{self as order_id, Order};
+use crate::shop::checkout::{self, CheckoutRequest};
+use crate::shop::order::{self as order_id, CheckoutOutcome, Order};
 use crate::state::AppState;
 
 /// Products per page when the client does not say.
@@ -238,12 +238,10 @@ async fn place_order(
             )
         }
     };
-    let outcome = checkout::checkout(&state.db, &request, key).await;
-    state.record_checkout(&outcome);
-    let placed = outcome?;
-    let replayed = matches!(placed, Placed::Replayed(_));
-    let order = match placed {
-        Placed::New(order) | Placed::Replayed(order) => order,
+    let (order, replayed) = match state.checkout.place(&request, key).await? {
+        CheckoutOutcome::Placed(order) => (order, false),
+        CheckoutOutcome::Replayed(order) => (order, true),
+        refused => return Err(AppError::refused(refused).into()),
     };
     let location = format!("/api/orders/{}", order.id);
     let mut response = (StatusCode::CREATED, Json(OrderView::from(order))).into_response();

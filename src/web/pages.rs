@@ -24,9 +24,9 @@ use super::page_cache::{CachedPage, PageKey};
 use crate::error::{AppError, PageError, echo};
 use crate::shop::cart::{Cart, MAX_QUANTITY};
 use crate::shop::catalog::{Category, Product, Sort};
-use crate::shop::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
+use crate::shop::checkout::{self, CheckoutRequest, FieldError, ItemRequest};
 use crate::shop::money::Money;
-use crate::shop::order::{Customer, Shortage};
+use crate::shop::order::{CheckoutOutcome, Customer, Shortage};
 use crate::state::AppState;
 
 /// Products per category page.
@@ -810,24 +810,23 @@ pub async fn checkout_submit(
             .collect(),
         customer: form.customer(),
     };
-    let outcome = checkout::checkout(&state.db, &request, Some(key)).await;
-    state.record_checkout(&outcome);
+    let outcome = state.checkout.place(&request, Some(key)).await;
     // A key whose order was refused is still unused, so the corrected form keeps it; a key that
     // already placed another order would only be refused again, so that form gets a new one.
     // A 503 here is a page of its own: telemetry learns its cause from `failure`.
     let mut failure = None;
     let again = match outcome {
-        Ok(placed) => {
-            let to = format!("/orders/{}?placed=1", placed.order().id);
+        Ok(CheckoutOutcome::Placed(order) | CheckoutOutcome::Replayed(order)) => {
+            let to = format!("/orders/{}?placed=1", order.id);
             // The redirect may land on another replica, which with a store per replica does not
             // hold the order: the receipt lets it show the confirmation all the same.
             let mut cookies = cart_cookie(&Cart::default(), https);
-            if let Some(receipt) = confirmation::receipt_cookie(placed.order(), https) {
+            if let Some(receipt) = confirmation::receipt_cookie(&order, https) {
                 cookies = cookies.add(receipt);
             }
             return Ok((cookies, Redirect::to(&to)).into_response());
         }
-        Err(CheckoutError::Invalid(errors)) => CheckoutAgain {
+        Ok(CheckoutOutcome::Invalid(errors)) => CheckoutAgain {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             alerts: errors
                 .iter()
@@ -837,7 +836,7 @@ pub async fn checkout_submit(
             errors,
             key: key.to_owned(),
         },
-        Err(CheckoutError::OutOfStock(shortages)) => CheckoutAgain {
+        Ok(CheckoutOutcome::OutOfStock(shortages)) => CheckoutAgain {
             status: StatusCode::CONFLICT,
             errors: Vec::new(),
             alerts: shortages
@@ -855,7 +854,7 @@ pub async fn checkout_submit(
                 .collect(),
             key: key.to_owned(),
         },
-        Err(CheckoutError::KeyReused) => CheckoutAgain {
+        Ok(CheckoutOutcome::KeyReused) => CheckoutAgain {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             errors: Vec::new(),
             alerts: vec![
@@ -866,8 +865,10 @@ pub async fn checkout_submit(
         },
         // The cart holds only products that exist (`cart_rows` drops the rest): a product that
         // vanished since is the 422 page.
-        Err(error @ CheckoutError::UnknownProducts(_)) => return Err(AppError::from(error).into()),
-        Err(CheckoutError::Db(error)) => {
+        Ok(refused @ CheckoutOutcome::UnknownProducts(_)) => {
+            return Err(AppError::refused(refused).into());
+        }
+        Err(error) => {
             let error = AppError::from(error);
             if error.status() != StatusCode::SERVICE_UNAVAILABLE {
                 return Err(error.into());
