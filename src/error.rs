@@ -214,7 +214,7 @@ impl AppError {
 
     /// Logs the cause of a server-side failure. Client errors are not logged: they are the
     /// client's to fix, and logging them would let any client flood the logs.
-    fn log_if_server_error(&self) {
+    pub(crate) fn log_if_server_error(&self) {
         match self {
             AppError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
             AppError::OutcomeUnknown(cause) => {
@@ -480,17 +480,8 @@ impl PageError {
     }
 }
 
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        self.0.log_if_server_error();
-        // The page carries `Retry-After` on a 503.
-        let mut response = crate::web::pages::error_page(self.0.status(), &self.0.detail());
-        if let Some(failure) = self.0.failure() {
-            failure.attach(&mut response);
-        }
-        response
-    }
-}
+// `PageError`'s rendering, the error page, is in `crate::web::pages::errors`: errors know
+// nothing of pages.
 
 #[cfg(test)]
 mod tests {

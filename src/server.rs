@@ -26,9 +26,9 @@ use crate::connections::{self, Limits};
 use crate::db::seed::{self, SeedReport};
 use crate::db::{Db, redact_url};
 use crate::load::{Controls, default_max_in_flight};
-use crate::state::AppState;
 use crate::telemetry::Telemetry;
 use crate::web;
+use crate::web::state::AppState;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -19,7 +19,7 @@ use crate::error::{ApiError, AppError, echo};
 use crate::shop::catalog::{Category, Product, Sort, StockState};
 use crate::shop::checkout::{self, CheckoutRequest};
 use crate::shop::order::{self as order_id, CheckoutOutcome, Order};
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 /// Products per page when the client does not say.
 pub const DEFAULT_PER_PAGE: i64 = 24;

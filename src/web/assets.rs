@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::art;
 use super::extract::PagePath;
 use crate::error::{AppError, PageError, echo};
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 struct Asset {
     /// The name templates ask for, e.g. `app.css`.

@@ -38,7 +38,7 @@ use crate::error::{AppError, PageError, echo};
 use crate::shop::cart::{MAX_LINES, MAX_QUANTITY};
 use crate::shop::money::Money;
 use crate::shop::order::{self as order_id, Customer, Order};
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 /// Name of the receipt cookie.
 pub const RECEIPT_COOKIE: &str = "receipt";

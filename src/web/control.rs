@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::ApiJson;
 use crate::error::{ApiError, Problem};
 use crate::load::Knobs;
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -18,10 +18,12 @@ pub mod compress;
 pub mod confirmation;
 pub mod control;
 pub mod extract;
+pub mod health;
 pub mod observe;
 pub mod origin;
 pub mod page_cache;
 pub mod pages;
+pub mod state;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::LazyLock;
@@ -39,8 +41,8 @@ use tower::ServiceBuilder;
 
 use crate::config::WebConfig;
 use crate::error::{Failure, Problem};
-use crate::health::{self, Health};
-use crate::state::AppState;
+use crate::web::state::AppState;
+use health::Health;
 
 /// The Content-Security-Policy every page satisfies: nothing leaves the site, no inline script
 /// or style, no framing.

@@ -78,7 +78,7 @@ fn gzip(html: &[u8]) -> Bytes {
     Bytes::from(encoder.finish().expect("gzip into memory"))
 }
 
-/// The cache; one per process, shared through [`crate::state::AppState`].
+/// The cache; one per process, shared through [`crate::web::state::AppState`].
 #[derive(Debug)]
 pub struct PageCache {
     ttl: Duration,

@@ -292,7 +292,7 @@ async fn database_down_is_503() {
 #[tokio::test]
 async fn html_503_pages_carry_retry_after() {
     use doorbuster::load::{Controls, Cost, Knobs};
-    use doorbuster::state::AppState;
+    use doorbuster::web::state::AppState;
 
     let app = TestApp::sqlite().await;
     let knobs = Knobs {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use doorbuster::config::WebConfig;
 use doorbuster::load::{Controls, Knobs};
 use doorbuster::server;
-use doorbuster::state::AppState;
+use doorbuster::web::state::AppState;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

@@ -9,7 +9,7 @@ use doorbuster::config::{Secret, WebConfig};
 use doorbuster::load::{Controls, Cost, Knobs};
 use doorbuster::metrics::process_cpu_seconds;
 use doorbuster::server;
-use doorbuster::state::AppState;
+use doorbuster::web::state::AppState;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -31,7 +31,7 @@ db_tests! {
 #[tokio::test]
 async fn footer_shows_the_serving_pod_and_node() {
     use doorbuster::config::WebConfig;
-    use doorbuster::state::AppState;
+    use doorbuster::web::state::AppState;
 
     let app = crate::support::TestApp::sqlite().await;
     let config = WebConfig {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use doorbuster::config::WebConfig;
 use doorbuster::db::{Db, DbOptions};
 use doorbuster::server;
-use doorbuster::state::AppState;
+use doorbuster::web::state::AppState;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use crate::config::WebConfig;
 use crate::connections::ConnectionTable;
 use crate::db::{Db, DbError};
-use crate::health::Health;
 use crate::load::Controls;
 use crate::metrics::Metrics;
 use crate::shop::catalog::{Catalog, Snapshot};
 use crate::shop::checkout::Checkout;
+use crate::web::health::Health;
 use crate::web::page_cache::PageCache;
 
 /// The shared state. Cloning it is one reference-count increment: the router clones it into

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::RETRY_AFTER_SECONDS;
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 /// Shared readiness flags.
 #[derive(Clone, Debug, Default)]
