@@ -127,6 +127,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CartCookie {
     }
 }
 
+/// How many items the request's cart cookie holds (0 without one), for pages that cannot take
+/// the [`CartCookie`] extractor (the error page).
+pub fn cart_item_count(headers: &HeaderMap) -> i64 {
+    CookieJar::from_headers(headers)
+        .get(cart::COOKIE_NAME)
+        .map_or(0, |cookie| Cart::from_cookie(cookie.value()).item_count())
+}
+
 /// Whether the client takes a gzip-encoded response, from `Accept-Encoding` (RFC 9110, 12.5.3):
 /// gzip named with a weight above zero, or, when not named, covered by `*`. Cached pages go out
 /// as their stored gzip copy when it does (see [`super::page_cache`]). Never fails: an unreadable

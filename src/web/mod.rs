@@ -115,11 +115,16 @@ async fn around_request(State(state): State<AppState>, request: Request, next: N
     let method = request.method().clone();
     // Cheap (the path shares the request's buffer); only read when an error body is needed.
     let uri = request.uri().clone();
-    let response = observe::observe_request(&state.metrics, request, |request| {
-        admit_and_serve(&state, request, next)
+    // An error page, wherever it is made, shows the visitor's real cart.
+    let cart = extract::cart_item_count(request.headers());
+    pages::with_visitor_cart(cart, async move {
+        let response = observe::observe_request(&state.metrics, request, |request| {
+            admit_and_serve(&state, request, next)
+        })
+        .await;
+        finish_response(&state.health, &method, uri.path(), response)
     })
-    .await;
-    finish_response(&state.health, &method, uri.path(), response)
+    .await
 }
 
 /// Reads the body, then sheds, times and serves one request; a slow or oversized body, a panic

@@ -5,6 +5,30 @@ use axum::http::StatusCode;
 use crate::support::db_tests;
 
 db_tests! {
+    /// Error pages show the visitor's real cart in the header (they showed 0 whatever it held):
+    /// a 404, a 400 from a bad form and a 409 for a sold-out product.
+    async fn error_pages_show_the_real_cart(app) {
+        let product = app.find_product(|p| p["stock"].as_i64().unwrap() > 20).await;
+        let id = product["id"].to_string();
+        let cookie = app.post_form("/cart/add", &[("product_id", &id), ("quantity", "3")], "").await.cart_cookie();
+        let shows_three = |html: &str| html.contains("aria-label=\"3 items in cart\"");
+
+        let missing = app.get_with_cookie("/p/no-such-thing", &cookie).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(shows_three(&missing.text()), "{}", missing.text());
+        let bad = app.post_form("/cart/add", &[("product_id", &id), ("quantity", "many")], &cookie).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(shows_three(&bad.text()));
+        let sold_out = app.find_product(|p| p["stock"].as_i64().unwrap() > 0).await;
+        doorbuster::db::seed::restock_to(&app.state.db, 0).await.unwrap();
+        app.refresh_catalog().await;
+        let conflict = app.post_form("/cart/add", &[("product_id", &sold_out["id"].to_string())], &cookie).await;
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert!(shows_three(&conflict.text()));
+        // Without a cart, 0.
+        assert!(app.get("/p/no-such-thing").await.text().contains("aria-label=\"0 items in cart\""));
+    }
+
     /// Adding, changing and removing items works through plain forms and the cart cookie.
     async fn cart_add_update_remove(app) {
         let product = app.find_product(|p| p["stock"].as_i64().unwrap() > 20).await;

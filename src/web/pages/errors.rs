@@ -7,6 +7,8 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::error::{PageError, echo};
 
+use std::future::Future;
+
 use super::*;
 
 #[derive(Template)]
@@ -16,6 +18,18 @@ struct ErrorTemplate {
     status: u16,
     heading: String,
     message: String,
+}
+
+tokio::task_local! {
+    /// The cart of the visitor whose request is being answered, for the error page's header: it
+    /// is made where the request is no longer at hand (an error's rendering, a layer).
+    static VISITOR_CART: i64;
+}
+
+/// Runs `answer` (a request's whole handling) with the visitor's cart count known to
+/// [`error_page`].
+pub fn with_visitor_cart<F: Future>(cart_items: i64, answer: F) -> impl Future<Output = F::Output> {
+    VISITOR_CART.scope(cart_items, answer)
 }
 
 /// The friendly error page; used for every HTML error, including those raised outside handlers.
@@ -32,7 +46,10 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
             .to_owned(),
     };
     let template = ErrorTemplate {
-        layout: Layout::bare(format!("{heading} · Doorbuster"), 0),
+        layout: Layout::bare(
+            format!("{heading} · Doorbuster"),
+            VISITOR_CART.try_with(|count| *count).unwrap_or(0),
+        ),
         status: status.as_u16(),
         heading,
         message: message.to_owned(),

@@ -28,7 +28,7 @@ mod errors;
 pub use cart::{cart, cart_add, cart_update};
 pub use catalog::{category, home, product};
 pub use checkout::{checkout_form, checkout_submit};
-pub use errors::{error_page, not_found};
+pub use errors::{error_page, not_found, with_visitor_cart};
 
 /// Products per category page.
 pub const PER_PAGE: i64 = 12;
