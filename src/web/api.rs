@@ -31,19 +31,24 @@ pub const MAX_PER_PAGE: i64 = 100;
 /// Deepest page a client may ask for; far beyond any real catalog, it only bounds the OFFSET.
 pub const MAX_PAGE: i64 = 10_000;
 
-/// The API router, and the OpenAPI document that describes it.
+/// The API's routes, in the two groups the route table mounts with different load-target costs,
+/// and the OpenAPI document that describes them.
 #[derive(Debug)]
 pub struct ApiRoutes {
-    pub router: Router<AppState>,
+    /// Placing an order.
+    pub checkout: Router<AppState>,
+    /// Everything else: the catalog, orders, the document, and the problem+json answer to any
+    /// other path under `/api`.
+    pub rest: Router<AppState>,
     pub document: OpenApi,
 }
 
 /// Each route is registered with the function in [`openapi`] that describes it: the document
-/// lists exactly what the router serves. (The router is merged into the route table rather than
-/// nested: nesting loses the `Allow` header on 405 answers.)
+/// lists exactly what the routers serve. (The routers are merged into the route table rather
+/// than nested: nesting loses the `Allow` header on 405 answers.)
 pub fn routes() -> ApiRoutes {
     let mut document = OpenApi::default();
-    let router = openapi::finish(&mut document, || {
+    let rest = openapi::finish(&mut document, || {
         ApiRouter::new()
             .api_route(
                 "/api/categories",
@@ -57,18 +62,23 @@ pub fn routes() -> ApiRoutes {
                 "/api/products/{id_or_slug}",
                 get_with(get_product, openapi::get_product),
             )
-            .api_route("/api/checkout", post_with(place_order, openapi::checkout))
             .api_route("/api/orders/{id}", get_with(get_order, openapi::get_order))
             .api_route(
                 "/api/openapi.json",
                 get_with(openapi::serve, openapi::openapi),
             )
     })
-    // Unknown paths under /api answer in the API's format rather than with the shop's 404 page.
+    // Unknown paths under /api answer in the API's format rather than with the shop's 404 page
+    // (`{*rest}` does not match an empty rest: `/api/` is listed on its own).
     .route("/api", any(not_found))
+    .route("/api/", any(not_found))
     .route("/api/{*rest}", any(not_found));
+    let checkout = openapi::finish(&mut document, || {
+        ApiRouter::new().api_route("/api/checkout", post_with(place_order, openapi::checkout))
+    });
     ApiRoutes {
-        router,
+        checkout,
+        rest,
         document: openapi::document(document),
     }
 }
