@@ -380,16 +380,24 @@ fn redact_values(text: &str, key: &str) -> String {
 }
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
+// (`default` on the lists only tells the schema they may be absent, as they are when empty.)
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Problem {
+    /// `urn:doorbuster:problem:…` for the shop's own problems, `about:blank` otherwise.
     #[serde(rename = "type")]
+    #[schemars(url)]
     pub kind: String,
     pub title: String,
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
+    /// What to fix.
     pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub errors: Vec<FieldError>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub shortages: Vec<Shortage>,
 }
 

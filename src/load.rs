@@ -23,7 +23,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-/// Which knobs apply to a request.
+/// Which knobs apply to a request: the route table says it of each group of routes it mounts
+/// ([`crate::web::Mount`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteGroup {
@@ -33,22 +34,6 @@ pub enum RouteGroup {
     Api,
     /// Placing an order, through the form or the API.
     Checkout,
-}
-
-impl RouteGroup {
-    /// The group of a request, or `None` for requests no knob applies to.
-    pub fn of(method: &axum::http::Method, path: &str) -> Option<RouteGroup> {
-        if path.starts_with("/static/") || path.starts_with("/art/") {
-            return None;
-        }
-        if method == axum::http::Method::POST && (path == "/checkout" || path == "/api/checkout") {
-            return Some(RouteGroup::Checkout);
-        }
-        if path.starts_with("/api/") {
-            return Some(RouteGroup::Api);
-        }
-        Some(RouteGroup::Pages)
-    }
 }
 
 /// The cost of one request in a group.

@@ -211,7 +211,8 @@ impl SqliteFile {
     /// disk-full handling keep it in check: waiting for room there would only turn "disk full"
     /// into a timeout.)
     fn over_limit(&self) -> bool {
-        self.wal_truncate_at > 0 && self.wal_len() >= self.wal_truncate_at.saturating_mul(2)
+        self.wal_truncate_at > 0
+            && self.wal_len() + WAL_WRITE_HEADROOM >= self.wal_truncate_at.saturating_mul(2)
     }
 
     /// Waits until the WAL is under its bound. The caller's deadline bounds the wait: a write
@@ -245,6 +246,10 @@ impl SqliteFile {
             .store(mark.max(MIN_TRUNCATE_MARK), Ordering::Relaxed);
     }
 }
+
+/// Room kept under the WAL's bound for the one transaction in flight when writes start waiting
+/// (a checkout of the most lines the cart allows writes a few dozen pages).
+const WAL_WRITE_HEADROOM: u64 = 256 * 1024;
 
 /// The smallest WAL worth truncating: below it, truncations would come every few orders.
 const MIN_TRUNCATE_MARK: u64 = 128 * 1024;

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::order::OrderLine;
@@ -27,34 +28,42 @@ use crate::db::{self, Db, DbError};
 /// At or below this many units a product shows "Only N left".
 pub const LOW_STOCK_THRESHOLD: i64 = 10;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Category {
     pub slug: String,
     pub name: String,
     pub tagline: String,
     #[serde(skip)]
     pub position: i32,
+    #[schemars(range(min = 0))]
     pub product_count: i64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Product {
+    #[schemars(range(min = 1))]
     pub id: i64,
     pub slug: String,
+    /// The category's slug.
     #[serde(rename = "category")]
     pub category_slug: String,
     pub name: String,
     pub description: String,
+    #[schemars(range(min = 0))]
     pub price_cents: i64,
+    #[schemars(range(min = 0))]
     pub list_price_cents: i64,
+    #[schemars(range(min = 0))]
     pub stock: i64,
+    #[schemars(range(min = 0, max = 5))]
     pub rating: f64,
+    #[schemars(range(min = 0))]
     pub review_count: i64,
     pub doorbuster: bool,
 }
 
 /// What a shopper is told about availability.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StockState {
     InStock,
@@ -88,11 +97,12 @@ impl Product {
     }
 }
 
-/// Listing orders a shopper can pick.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
+/// Listing orders a shopper can pick; `featured` puts doorbusters first, then the most reviewed.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sort {
-    /// Doorbusters first, then the most reviewed.
     #[default]
     Featured,
     PriceAsc,

@@ -4,6 +4,7 @@
 //! Validation lives here rather than in the handlers so both front doors give the same answers;
 //! the transaction's statements live in [`crate::db::orders`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
@@ -16,25 +17,31 @@ use crate::shop::catalog::Catalog;
 use crate::shop::order::{CheckoutOutcome, Customer, LineRequest, NewOrder};
 
 /// The body of `POST /api/checkout` (and what the checkout form is converted into).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::shop::schema::required("customer"))]
 pub struct CheckoutRequest {
+    #[schemars(length(min = 1, max = MAX_LINES))]
     pub items: Vec<ItemRequest>,
     #[serde(default)]
     pub customer: Customer,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
+    /// A product id from /api/products.
+    #[schemars(range(min = 1))]
     pub product_id: i64,
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
     pub quantity: i64,
 }
 
 /// One problem with one field, phrased for the person who has to fix it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct FieldError {
-    /// Where the problem is: `customer.email`, `items[2].quantity`, `items`.
+    /// Where the problem is: `customer.email`, `items[2].quantity`, `items`, `body`.
     pub field: String,
     pub message: String,
 }

@@ -4,30 +4,52 @@
 //! An order's number is random (see [`ORDER_ID_LEN`]) so that an order page needs no login.
 
 use rand::Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::cart::{MAX_LINES, MAX_QUANTITY};
 use super::checkout::FieldError;
+use super::schema::{email_pattern, order_id_pattern, text_pattern};
 
 /// Who the order ships to. Validated by [`crate::shop::checkout`] before it gets here. A field it does
 /// not know is refused when read from JSON (the API's `customer`), as the OpenAPI document says,
 /// rather than dropped unseen; rows and the checkout form are read field by field, not through serde.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    description = "Who the order ships to. Surrounding whitespace is trimmed; control characters are refused. Other properties are refused."
+)]
 pub struct Customer {
+    /// At most 100 characters.
+    #[schemars(regex(pattern = text_pattern(100)))]
     pub name: String,
+    /// An address like name@example.com, at most 254 characters.
+    #[schemars(regex(pattern = email_pattern()), length(max = 254))]
     pub email: String,
+    /// Street address, at most 200 characters.
+    #[schemars(regex(pattern = text_pattern(200)))]
     pub address: String,
+    /// At most 100 characters.
+    #[schemars(regex(pattern = text_pattern(100)))]
     pub city: String,
+    /// At most 20 characters.
+    #[schemars(regex(pattern = text_pattern(20)))]
     pub postal_code: String,
+    /// At most 60 characters.
+    #[schemars(regex(pattern = text_pattern(60)))]
     pub country: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct OrderLine {
+    #[schemars(range(min = 1))]
     pub product_id: i64,
     pub product_name: String,
+    #[schemars(range(min = 0))]
     pub unit_price_cents: i64,
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
     pub quantity: i64,
 }
 
@@ -37,14 +59,20 @@ impl OrderLine {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Order {
+    /// The order number.
+    #[schemars(regex(pattern = order_id_pattern()))]
     pub id: String,
     pub customer: Customer,
+    #[schemars(length(min = 1, max = MAX_LINES))]
     pub lines: Vec<OrderLine>,
+    #[schemars(range(min = 1))]
     pub item_count: i64,
+    #[schemars(range(min = 0))]
     pub total_cents: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: OffsetDateTime,
 }
 
@@ -56,11 +84,15 @@ pub struct LineRequest {
 }
 
 /// A product that does not have enough stock for the order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Shortage {
+    #[schemars(range(min = 1))]
     pub product_id: i64,
     pub name: String,
+    #[schemars(range(min = 1))]
     pub requested: i64,
+    #[schemars(range(min = 0))]
     pub available: i64,
 }
 

@@ -1,16 +1,18 @@
 //! The JSON API under `/api`: catalog reads, checkout and orders, described by an OpenAPI 3.1
-//! document at `/api/openapi.json` ([`openapi`]). Errors are `application/problem+json`.
-//!
-//! Routes are registered through [`ApiRoutes`], which records each method and path, so a test can
-//! prove the OpenAPI document lists every route the router serves.
+//! document at `/api/openapi.json` that is derived from this router and the types its handlers
+//! read and write ([`openapi`]). Errors are `application/problem+json`.
 
 pub mod openapi;
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
+use aide::openapi::OpenApi;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, get, post};
+use axum::routing::any;
 use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -28,44 +30,55 @@ pub const MAX_PER_PAGE: i64 = 100;
 /// Deepest page a client may ask for; far beyond any real catalog, it only bounds the OFFSET.
 pub const MAX_PAGE: i64 = 10_000;
 
-/// The API router plus the list of what it serves.
-#[derive(Debug, Default)]
+/// The API's routes, in the two groups the route table mounts with different load-target costs,
+/// and the OpenAPI document that describes them.
+#[derive(Debug)]
 pub struct ApiRoutes {
-    pub router: Router<AppState>,
-    /// `(METHOD, full path template)`, e.g. `("GET", "/api/products/{id_or_slug}")`.
-    pub documented: Vec<(&'static str, &'static str)>,
+    /// Placing an order.
+    pub checkout: Router<AppState>,
+    /// Everything else: the catalog, orders, the document, and the problem+json answer to any
+    /// other path under `/api`.
+    pub rest: Router<AppState>,
+    pub document: OpenApi,
 }
 
-impl ApiRoutes {
-    fn add(
-        mut self,
-        method: &'static str,
-        path: &'static str,
-        handler: MethodRouter<AppState>,
-    ) -> Self {
-        self.router = self.router.route(path, handler);
-        self.documented.push((method, path));
-        self
-    }
-}
-
+/// Each route is registered with the function in [`openapi`] that describes it: the document
+/// lists exactly what the routers serve. (The routers are merged into the route table rather
+/// than nested: nesting loses the `Allow` header on 405 answers.)
 pub fn routes() -> ApiRoutes {
-    let routes = ApiRoutes::default()
-        .add("GET", "/api/categories", get(list_categories))
-        .add("GET", "/api/products", get(list_products))
-        .add("GET", "/api/products/{id_or_slug}", get(get_product))
-        .add("POST", "/api/checkout", post(place_order))
-        .add("GET", "/api/orders/{id}", get(get_order))
-        .add("GET", "/api/openapi.json", get(openapi::document));
-    // Unknown paths under /api answer in the API's format rather than with the shop's 404 page.
-    // (Routes are merged into the main router rather than nested: nesting loses the `Allow`
-    // header on 405 answers.)
+    let mut document = OpenApi::default();
+    let rest = openapi::finish(&mut document, || {
+        ApiRouter::new()
+            .api_route(
+                "/api/categories",
+                get_with(list_categories, openapi::list_categories),
+            )
+            .api_route(
+                "/api/products",
+                get_with(list_products, openapi::list_products),
+            )
+            .api_route(
+                "/api/products/{id_or_slug}",
+                get_with(get_product, openapi::get_product),
+            )
+            .api_route("/api/orders/{id}", get_with(get_order, openapi::get_order))
+            .api_route(
+                "/api/openapi.json",
+                get_with(openapi::serve, openapi::openapi),
+            )
+    })
+    // Unknown paths under /api answer in the API's format rather than with the shop's 404 page
+    // (`{*rest}` does not match an empty rest: `/api/` is listed on its own).
+    .route("/api", any(not_found))
+    .route("/api/", any(not_found))
+    .route("/api/{*rest}", any(not_found));
+    let checkout = openapi::finish(&mut document, || {
+        ApiRouter::new().api_route("/api/checkout", post_with(place_order, openapi::checkout))
+    });
     ApiRoutes {
-        router: routes
-            .router
-            .route("/api", any(not_found))
-            .route("/api/{*rest}", any(not_found)),
-        documented: routes.documented,
+        checkout,
+        rest,
+        document: openapi::document(document),
     }
 }
 
@@ -77,13 +90,18 @@ async fn not_found(uri: Uri) -> ApiError {
 }
 
 /// A product as the API shows it: the stored fields plus what clients would otherwise compute.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Product", deny_unknown_fields)]
 pub struct ProductView {
     #[serde(flatten)]
     pub product: Product,
+    #[schemars(range(min = 0, max = 100))]
     pub discount_percent: i64,
     pub stock_state: StockState,
+    #[schemars(extend("format" = "uri-reference"))]
     pub image_url: String,
+    /// The product's page.
+    #[schemars(extend("format" = "uri-reference"))]
     pub url: String,
 }
 
@@ -99,17 +117,23 @@ impl From<Product> for ProductView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Category", deny_unknown_fields)]
 pub struct CategoryView {
     #[serde(flatten)]
     pub category: Category,
+    /// The category's page.
+    #[schemars(extend("format" = "uri-reference"))]
     pub url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Order", deny_unknown_fields)]
 pub struct OrderView {
     #[serde(flatten)]
     pub order: Order,
+    /// The order's confirmation page.
+    #[schemars(extend("format" = "uri-reference"))]
     pub url: String,
 }
 
@@ -122,12 +146,13 @@ impl From<Order> for OrderView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 struct CategoryList {
     categories: Vec<CategoryView>,
 }
 
-async fn list_categories(State(state): State<AppState>) -> Result<Json<impl Serialize>, ApiError> {
+async fn list_categories(State(state): State<AppState>) -> Result<Json<CategoryList>, ApiError> {
     let catalog = state.catalog().await?;
     Ok(Json(CategoryList {
         categories: catalog
@@ -141,28 +166,37 @@ async fn list_categories(State(state): State<AppState>) -> Result<Json<impl Seri
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(inline)]
 struct ListParams {
+    /// A category slug from /api/categories.
     category: Option<String>,
     #[serde(default)]
     sort: Sort,
+    #[schemars(range(min = 1, max = MAX_PAGE), extend("default" = 1))]
     page: Option<i64>,
+    #[schemars(range(min = 1, max = MAX_PER_PAGE), extend("default" = DEFAULT_PER_PAGE))]
     per_page: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 struct ProductList {
+    #[schemars(length(max = MAX_PER_PAGE))]
     items: Vec<ProductView>,
+    #[schemars(range(min = 0))]
     total: i64,
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     page: i64,
+    #[schemars(range(min = 1, max = MAX_PER_PAGE))]
     per_page: i64,
 }
 
 async fn list_products(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<impl Serialize>, ApiError> {
+) -> Result<Json<ProductList>, ApiError> {
     let page = params.page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
         return Err(

@@ -1,5 +1,9 @@
 //! The HTTP surface: one route table and one deliberately ordered stack of layers.
 //!
+//! The table mounts its routes in groups, and each group says what its routes are ([`Mount`]):
+//! pages or API (so errors are an HTML page or problem+json, whatever the URL looks like) and
+//! which load-target costs apply. Nothing downstream guesses either from the path.
+//!
 //! Probes sit outside the stack (no timeout, no compression, no tracing noise), so a saturated or
 //! draining shop still answers its orchestrator; a one-line layer gives them the security headers.
 //! Everything else passes through three layers: [`around_request`], which does in order what
@@ -41,6 +45,7 @@ use tower::ServiceBuilder;
 
 use crate::config::WebConfig;
 use crate::error::{Failure, Problem};
+use crate::load::RouteGroup;
 use crate::web::state::AppState;
 use health::Health;
 
@@ -49,35 +54,79 @@ use health::Health;
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self'; style-src 'self'; \
      script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
 
+/// What a group of routes is, said where the route table mounts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Whether errors are answered as problem+json (the API) rather than an HTML page.
+    pub api: bool,
+    /// The load-target knobs that apply, if any ([`crate::load`]).
+    pub costs: Option<RouteGroup>,
+}
+
+impl Mount {
+    pub const PAGES: Mount = Mount {
+        api: false,
+        costs: Some(RouteGroup::Pages),
+    };
+    /// The stylesheet, script and art: exempt from the costs (they are the page's, not extra
+    /// requests).
+    pub const ASSETS: Mount = Mount {
+        api: false,
+        costs: None,
+    };
+    pub const FORM_CHECKOUT: Mount = Mount {
+        api: false,
+        costs: Some(RouteGroup::Checkout),
+    };
+    pub const API: Mount = Mount {
+        api: true,
+        costs: Some(RouteGroup::Api),
+    };
+    pub const API_CHECKOUT: Mount = Mount {
+        api: true,
+        costs: Some(RouteGroup::Checkout),
+    };
+}
+
 /// Builds the whole application.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let shop = Router::new()
+    // Layers on a router apply to each of its routes (after routing), so each group gets the same
+    // stack told what the group is, at no cost per request.
+    let mount = |group: Router<AppState>, mount: Mount| {
+        group.layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    (state.clone(), mount),
+                    around_request,
+                ))
+                .layer(compress::CompressWhenAcceptedLayer)
+                .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+        )
+    };
+    let pages = Router::new()
         .route("/", get(pages::home))
         .route("/c/{category}", get(pages::category))
         .route("/p/{slug}", get(pages::product))
         .route("/cart", get(pages::cart))
         .route("/cart/add", post(pages::cart_add))
         .route("/cart/update", post(pages::cart_update))
-        .route(
-            "/checkout",
-            get(pages::checkout_form).post(pages::checkout_submit),
-        )
+        .route("/checkout", get(pages::checkout_form))
         .route("/orders/{id}", get(confirmation::order))
+        .fallback(pages::not_found);
+    let form_checkout = Router::new().route("/checkout", post(pages::checkout_submit));
+    let assets = Router::new()
         .route("/static/{file}", get(assets::static_file))
         .route("/art/product/{file}", get(assets::product_art))
-        .route("/art/category/{file}", get(assets::category_art))
-        .merge(api::routes().router)
-        .fallback(pages::not_found)
-        .layer(
-            ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    around_request,
-                ))
-                .layer(compress::CompressWhenAcceptedLayer)
-                .layer(DefaultBodyLimit::max(config.max_body_bytes)),
-        );
+        .route("/art/category/{file}", get(assets::category_art));
+    let api = api::routes();
+    // `/checkout` is in two groups; the one merged last answers its other methods (405).
+    let shop = Router::new()
+        .merge(mount(form_checkout, Mount::FORM_CHECKOUT))
+        .merge(mount(pages, Mount::PAGES))
+        .merge(mount(assets, Mount::ASSETS))
+        .merge(mount(api.checkout, Mount::API_CHECKOUT))
+        .merge(mount(api.rest, Mount::API));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -96,22 +145,17 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Whether errors at `path` are answered as problem+json (the API) rather than an HTML page.
-fn is_api_path(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/api"
-}
-
-fn is_api(request: &Request) -> bool {
-    is_api_path(request.uri().path())
-}
-
 /// Everything the shop does around a request, in this order, in one layer: observe it (span,
 /// metrics), read its body, shed it when over the in-flight bound, bound its time, apply the
 /// load-target costs, catch a panicking handler, then finish the response (error body, security
 /// headers, draining).
 /// One layer rather than one per step because each layer costs every request a clone of the
 /// inner stack and a boxed future: with six of them that was a third of serving a cached page.
-async fn around_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn around_request(
+    State((state, mount)): State<(AppState, Mount)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
     // Cheap (the path shares the request's buffer); only read when an error body is needed.
     let uri = request.uri().clone();
@@ -119,17 +163,17 @@ async fn around_request(State(state): State<AppState>, request: Request, next: N
     let cart = extract::cart_item_count(request.headers());
     pages::with_visitor_cart(cart, async move {
         let response = observe::observe_request(&state.metrics, request, |request| {
-            admit_and_serve(&state, request, next)
+            admit_and_serve(&state, mount, request, next)
         })
         .await;
-        finish_response(&state.health, &method, uri.path(), response)
+        finish_response(&state.health, mount, &method, uri.path(), response)
     })
     .await
 }
 
 /// Reads the body, then sheds, times and serves one request; a slow or oversized body, a panic
 /// or a timeout becomes a bare status that [`finish_response`] fills in.
-async fn admit_and_serve(state: &AppState, request: Request, next: Next) -> Response {
+async fn admit_and_serve(state: &AppState, mount: Mount, request: Request, next: Next) -> Response {
     // The body is read whole before the request takes an in-flight slot: a client dribbling its
     // body would otherwise hold a slot for the whole request timeout, and a crowd of them would
     // get everyone else shed. Requests without a body (every page view) skip this at the cost of
@@ -147,11 +191,7 @@ async fn admit_and_serve(state: &AppState, request: Request, next: Next) -> Resp
     let Some(_permit) = state.controls.try_admit() else {
         state.metrics.requests_shed.add(1, &[]);
         let detail = "The shop is at capacity right now. Try again in a second.";
-        let mut response = if is_api(&request) {
-            Problem::for_status(StatusCode::SERVICE_UNAVAILABLE, detail).into_response_with_status()
-        } else {
-            pages::error_page(StatusCode::SERVICE_UNAVAILABLE, detail)
-        };
+        let mut response = error_body(mount, StatusCode::SERVICE_UNAVAILABLE, detail);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -165,7 +205,7 @@ async fn admit_and_serve(state: &AppState, request: Request, next: Next) -> Resp
         .attach(&mut response);
         return response;
     };
-    let served = AssertUnwindSafe(apply_costs(state, request, next)).catch_unwind();
+    let served = AssertUnwindSafe(apply_costs(state, mount, request, next)).catch_unwind();
     let (mut response, failure) =
         match tokio::time::timeout(state.config.request_timeout, served).await {
             Ok(Ok(response)) => return response,
@@ -231,8 +271,8 @@ async fn read_body(config: &WebConfig, request: Request) -> Result<Request, Stat
 }
 
 /// The load-target knobs for the request's route group: added latency, CPU work, injected faults.
-async fn apply_costs(state: &AppState, request: Request, next: Next) -> Response {
-    let Some(group) = crate::load::RouteGroup::of(request.method(), request.uri().path()) else {
+async fn apply_costs(state: &AppState, mount: Mount, request: Request, next: Next) -> Response {
+    let Some(group) = mount.costs else {
         return next.run(request).await;
     };
     let cost = *state.controls.knobs().cost(group);
@@ -253,11 +293,7 @@ async fn apply_costs(state: &AppState, request: Request, next: Next) -> Response
         };
         let detail = "Injected fault (DOORBUSTER_ERROR_RATE): the operator asked for a share of \
                       requests to fail. Try again.";
-        let mut response = if is_api(&request) {
-            Problem::for_status(status, detail).into_response_with_status()
-        } else {
-            pages::error_page(status, detail)
-        };
+        let mut response = error_body(mount, status, detail);
         response
             .headers_mut()
             .insert("x-doorbuster-fault", HeaderValue::from_static("injected"));
@@ -327,12 +363,13 @@ pub(crate) fn secured_headers(
 /// staying up).
 fn finish_response(
     health: &Health,
+    mount: Mount,
     method: &axum::http::Method,
     path: &str,
     mut response: Response,
 ) -> Response {
     if response.status().as_u16() >= 400 && !response.headers().contains_key(header::CONTENT_TYPE) {
-        response = fill_error_body(response.status(), method, path);
+        response = fill_error_body(mount, response.status(), method, path);
     }
     let headers = response.headers_mut();
     // The set comes whole: a response with the policy was built on `secured_headers`.
@@ -349,11 +386,24 @@ fn finish_response(
     response
 }
 
+/// An error answered outside a handler, in the format of the routes it reached: problem+json for
+/// the API, an HTML page for the rest. Both renderings add `Retry-After` to a 503.
+fn error_body(mount: Mount, status: StatusCode, detail: &str) -> Response {
+    if mount.api {
+        Problem::for_status(status, detail).into_response_with_status()
+    } else {
+        pages::error_page(status, detail)
+    }
+}
+
 /// Layers and the router answer some errors with a bare status (405, 408, 413, a timeout's 503,
-/// a caught panic's 500). Give those the same bodies handlers give: problem+json under `/api`,
-/// an HTML page elsewhere.
-fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) -> Response {
-    let is_api = is_api_path(path);
+/// a caught panic's 500). Give those the same bodies handlers give ([`error_body`]).
+fn fill_error_body(
+    mount: Mount,
+    status: StatusCode,
+    method: &axum::http::Method,
+    path: &str,
+) -> Response {
     let detail = match status {
         // The router adds the `Allow` header after this middleware has run.
         StatusCode::METHOD_NOT_ALLOWED => format!(
@@ -377,12 +427,7 @@ fn fill_error_body(status: StatusCode, method: &axum::http::Method, path: &str) 
         }
         _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     };
-    // Both renderings add `Retry-After` to a 503.
-    let mut filled = if is_api {
-        Problem::for_status(status, detail).into_response_with_status()
-    } else {
-        pages::error_page(status, &detail)
-    };
+    let mut filled = error_body(mount, status, &detail);
     if status == StatusCode::REQUEST_TIMEOUT {
         // The rest of the body may still arrive: this connection cannot carry another request.
         filled

@@ -361,3 +361,73 @@ async fn unknown_customer_fields_are_refused_naming_the_field() {
         StatusCode::CREATED
     );
 }
+
+/// Whether an error is problem+json or an HTML page follows the group the route table mounts a
+/// route in, not the look of its URL: `/api` and unknown paths under `/api/` are the API's, an
+/// unknown page is the shop's; so are errors raised outside handlers (a 405, an injected fault),
+/// and the load-target costs of the API apply to `/api` as to the rest of it.
+#[tokio::test]
+async fn route_groups_decide_the_error_format_and_costs() {
+    use doorbuster::load::{Controls, Cost, Knobs};
+    use doorbuster::web::state::AppState;
+
+    let app = TestApp::sqlite().await;
+    for uri in ["/api", "/api/", "/api/unknown", "/api/products/1/more"] {
+        let problem = app.get(uri).await.problem(StatusCode::NOT_FOUND);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("no API route"),
+            "{uri}: {problem}"
+        );
+    }
+    for uri in ["/nope", "/apis", "/p/no-such-product"] {
+        let page = app.get(uri).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(
+            page.header("content-type").starts_with("text/html"),
+            "{uri}"
+        );
+    }
+    let delete = |uri: &str| Request::delete(uri).body(Body::empty()).unwrap();
+    let refused = app.request(delete("/api/checkout")).await;
+    refused.problem(StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(refused.header("allow"), "POST");
+    // The form's checkout is mounted apart from the checkout page (it costs what checkout costs).
+    let refused = app.request(delete("/checkout")).await;
+    assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(refused.header("content-type").starts_with("text/html"));
+    let mut allowed: Vec<&str> = refused.header("allow").split(',').collect();
+    allowed.sort_unstable();
+    assert_eq!(allowed, ["GET", "HEAD", "POST"]);
+
+    // Every API request fails, no page does.
+    let knobs = Knobs {
+        api: Cost {
+            error_rate: 1.0,
+            ..Cost::default()
+        },
+        ..Knobs::default()
+    };
+    let faulty = AppState::with_controls(
+        app.state.db.clone(),
+        WebConfig::default(),
+        app.state.metrics.clone(),
+        Controls::new(knobs, 100, Some(7)),
+    );
+    let faulty = TestApp::sqlite().await.with_state(faulty);
+    for uri in ["/api", "/api/unknown", "/api/products"] {
+        let response = faulty.get(uri).await;
+        assert!(
+            response.status.is_server_error(),
+            "{uri}: {}",
+            response.status
+        );
+        assert_eq!(response.header("x-doorbuster-fault"), "injected", "{uri}");
+        response.problem(response.status);
+    }
+    for uri in ["/", "/static/app.css"] {
+        assert_eq!(faulty.get(uri).await.status, StatusCode::OK, "{uri}");
+    }
+    let page = faulty.get("/nope").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.header("content-type").starts_with("text/html"));
+}

@@ -854,9 +854,8 @@ async fn a_reader_holding_the_wal_cannot_push_it_past_its_bound() {
         }
         peak = peak.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
     }
-    // One transaction's worth of slack past the bound: the check is before each write.
     assert!(
-        peak <= WAL_MAX + 64 * 1024,
+        peak <= WAL_MAX,
         "the WAL reached {peak} bytes, over its bound of {WAL_MAX}"
     );
 
