@@ -1,10 +1,11 @@
-//! The table in docs/TELEMETRY.md, "Live Metrics and Grafana against the load": the release
-//! binary under `doorbuster loadgen --rps N --duration 60s --json …` (the open model), exporting to
-//! a fake Application Insights on 127.0.0.1 whose Live Metrics endpoint answers at once or after
-//! 0.4 s; what Live Metrics shows (the posts the shop sends it, as the portal would plot them) and
-//! what Grafana shows (the dashboard's own queries, read from its JSON, evaluated over a scrape of
-//! `/metrics` before and after the run, as Prometheus would), each set against the load
-//! generator's own count of what it sent.
+//! The tables in docs/TELEMETRY.md, "Live Metrics, checked": the release binary under
+//! `doorbuster loadgen --rps N --duration 60s --json …` (the open model), exporting to a fake
+//! Application Insights on 127.0.0.1 whose Live Metrics endpoint answers at once or after 0.4 s;
+//! what Live Metrics shows (the posts the shop sends it, as the portal plots them: the median
+//! second and the mean over the run) and what Grafana shows (the dashboard's own queries, read
+//! from its JSON, evaluated over a scrape of `/metrics` at each end of the run, as Prometheus
+//! would), each set against the load generator's own count of the requests the shop answered
+//! over the same window. Standard output is the markdown to paste; progress goes to stderr.
 //!
 //! ```sh
 //! scripts/telemetry-figures                 # builds, waits for and takes the benchmark lock, runs
@@ -12,6 +13,12 @@
 //!     [--seconds 60] [--rps 50,100,200] [--delays 0,0.4] [--ratio 0.1] \
 //!     [--error-rate pages=0.02,checkout=0.02]
 //! ```
+//!
+//! The window is the load generator's: it starts at its "load generator starting" line, logged
+//! after it has read the catalogue (two requests, which the shop counts and it does not) and just
+//! before its clock starts, and ends when it exits, just after its last answer. The truth is the
+//! requests it got an answer to (attempts refused or timed out are left out and reported on
+//! stderr; there should be none).
 //!
 //! The shop injects `--error-rate` of 500s and 503s (set through its control API, by route
 //! group), so that failures and exceptions are counted too; the load generator's count of 5xx
@@ -68,15 +75,13 @@ async fn main() -> Result<(), BoxError> {
     let requests_query = panel("Requests per second")?;
     let orders_query = panel("Orders per second")?;
     let errors_query = panel("Error rate (5xx)")?;
-    println!(
-        "Doorbuster telemetry against the load: {} , {} s per run, trace ratio {}",
+    eprintln!(
+        "telemetry figures: {}, {} s per run, trace ratio {}, errors injected {}",
         options.binary.display(),
         options.seconds,
-        options.ratio
+        options.ratio,
+        options.error_rate
     );
-    println!("Grafana requests: {requests_query}");
-    println!("Grafana orders:   {orders_query}");
-    println!();
     let mut rows = Vec::new();
     for &delay in &options.delays {
         for &rps in &options.rps {
@@ -101,60 +106,94 @@ async fn main() -> Result<(), BoxError> {
             }
         }
     }
-    println!(
-        "| endpoint | load | loadgen requests/s | Live Metrics requests/s | Grafana requests/s | loadgen 5xx/s | Live Metrics failed requests/s | Live Metrics exceptions/s | loadgen 5xx share | Grafana 5xx share | loadgen orders/s | Grafana orders/s | Live Metrics dependency calls/s |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // Each figure with its difference from the load generator's count over the same window.
     let mut worst: f64 = 0.0;
-    for (delay, rps, row) in &rows {
-        let mut off = |shown: f64, truth: f64, unit: &str| {
-            let error = if truth == 0.0 {
-                if shown == 0.0 { 0.0 } else { f64::INFINITY }
-            } else {
-                shown / truth - 1.0
-            };
-            worst = worst.max(error.abs());
-            format!("{shown:.2}{unit} ({:+.1}%)", error * 100.0)
+    let mut off = |shown: f64, truth: f64, unit: &str| {
+        let error = if truth == 0.0 {
+            if shown == 0.0 { 0.0 } else { f64::INFINITY }
+        } else {
+            shown / truth - 1.0
         };
-        let share = row.server_errors_rate / row.sent_rate;
+        worst = worst.max(error.abs());
+        format!("{shown:.2}{unit} ({:+.1}%)", error * 100.0)
+    };
+    println!(
+        "Requests per second over each {} s run: the load generator's count of answered requests \
+         over its run, and what Live Metrics and Grafana show for the same window (difference from \
+         the load generator in brackets).",
+        options.seconds
+    );
+    println!();
+    println!(
+        "| Live Metrics endpoint | load | load generator | Live Metrics Requests/Sec, median | Live Metrics, mean over the run | Grafana rate() |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (delay, rps, row) in &rows {
         let cells = [
-            off(row.live_requests, row.sent_rate, ""),
-            off(row.grafana_requests, row.sent_rate, ""),
+            off(row.live_requests_median, row.answered_rate, ""),
+            off(row.live_requests, row.answered_rate, ""),
+            off(row.grafana_requests, row.answered_rate, ""),
+        ];
+        println!(
+            "| {delay} s | {rps}/s | {:.2} ({} in {:.1} s) | {} (of {} posts) | {} | {} |",
+            row.answered_rate,
+            row.answered,
+            row.duration,
+            cells[0],
+            row.posts_inside,
+            cells[1],
+            cells[2],
+        );
+    }
+    println!();
+    println!(
+        "Failures and orders over the same runs ({} of 500 and 503 injected by route group):",
+        options.error_rate
+    );
+    println!();
+    println!(
+        "| Live Metrics endpoint | load | load generator 5xx/s (share) | Live Metrics Requests Failed/Sec | Live Metrics Exceptions/Sec | Grafana error rate (5xx) | load generator orders/s | Grafana orders/s | Live Metrics Dependency Calls/Sec |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (delay, rps, row) in &rows {
+        let share = row.server_errors_rate / row.answered_rate;
+        let cells = [
             off(row.live_failed, row.server_errors_rate, ""),
             off(row.live_exceptions, row.server_errors_rate, ""),
             off(row.grafana_error_share * 100.0, share * 100.0, "%"),
             off(row.grafana_orders, row.orders_rate, ""),
         ];
         println!(
-            "| {delay} s | {rps}/s | {:.2} ({} in {:.1} s) | {} | {} | {:.2} | {} | {} | {:.2}% | {} | {:.2} | {} | {:.1} |",
-            row.sent_rate,
-            row.sent,
-            row.duration,
+            "| {delay} s | {rps}/s | {:.2} ({:.2}%) | {} | {} | {} | {:.2} | {} | {:.1} |",
+            row.server_errors_rate,
+            share * 100.0,
             cells[0],
             cells[1],
-            row.server_errors_rate,
             cells[2],
-            cells[3],
-            share * 100.0,
-            cells[4],
             row.orders_rate,
-            cells[5],
+            cells[3],
             row.live_dependencies,
         );
     }
-    if rows.len() < options.delays.len() * options.rps.len() {
-        return Err("some runs were not measured (see above)".into());
-    }
     println!();
     println!(
-        "Largest difference from the load generator's count: {:.1}% ({}).",
+        "Largest difference from the load generator: {:.1}% ({}).",
         worst * 100.0,
         if worst <= 0.05 {
-            "every rate within 5%"
+            "every figure within 5%"
         } else {
             "over 5%"
         }
     );
+    println!();
+    println!(
+        "Grafana: the dashboard's panels, as Prometheus evaluates them over a scrape of `/metrics` \
+         at each end of the run: requests `{requests_query}`; error rate `{errors_query}`; orders \
+         `{orders_query}` (`$namespace` = {NAMESPACE})."
+    );
+    if rows.len() < options.delays.len() * options.rps.len() {
+        return Err("some runs were not measured (see above)".into());
+    }
     Ok(())
 }
 
@@ -218,13 +257,18 @@ fn find_panel_expr(panels: &Value, title: &str) -> Option<String> {
     None
 }
 
-/// One measured run.
+/// One measured run: the load generator's figures and what the telemetry showed.
 struct Row {
-    sent: u64,
+    /// Requests the shop answered (any status), by the load generator's count.
+    answered: u64,
+    /// The load generator's run, from its clock's start to its last answer.
     duration: f64,
-    sent_rate: f64,
+    /// Live Metrics posts whose interval lies inside the run (the median's sample).
+    posts_inside: usize,
+    answered_rate: f64,
     server_errors_rate: f64,
     orders_rate: f64,
+    live_requests_median: f64,
     live_requests: f64,
     live_failed: f64,
     live_exceptions: f64,
@@ -339,13 +383,28 @@ impl Run<'_> {
                 Ok::<_, BoxError>(Scrape::new(at, &text, &target))
             }
         };
+        // The measured window is the load generator's own: from its "load generator starting"
+        // line (logged after its catalogue discovery, immediately before its clock starts and
+        // its first request is due) to its exit (just after its last answer). `/metrics` is
+        // scraped at both ends, so Grafana's rate() covers the same window as its count.
+        let report = self.work.join(format!("loadgen-{}.json", self.rps));
+        let mut loadgen = self
+            .loadgen(&shop.base, Duration::from_secs(self.seconds), Some(&report))
+            .env("RUST_LOG", "warn,doorbuster::loadgen=info")
+            .env("LOG_FORMAT", "text")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let started = match wait_for_line(&mut loadgen, "load generator starting").await {
+            Ok(()) => SystemTime::now(),
+            Err(error) => {
+                let _ = loadgen.kill();
+                let _ = loadgen.wait();
+                return Err(error);
+            }
+        };
         let clock = Instant::now();
         let before = scrape(0.0).await?;
-        let report = self.work.join(format!("loadgen-{}.json", self.rps));
-        let launched = SystemTime::now();
-        let status = self
-            .loadgen(&shop.base, Duration::from_secs(self.seconds), Some(&report))
-            .status()?;
+        let status = tokio::task::spawn_blocking(move || loadgen.wait()).await??;
         let finished = SystemTime::now();
         let after = scrape(clock.elapsed().as_secs_f64()).await?;
         if !status.success() {
@@ -361,28 +420,53 @@ impl Run<'_> {
                 .ok_or(format!("no {key} in the report"))
         };
         let duration = number("duration_seconds")?;
-        let sent = number("requests")?;
-        let server_errors: f64 = report["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|step| step["statuses"].as_object().into_iter().flatten())
-            .filter(|(status, _)| status.starts_with('5'))
-            .filter_map(|(_, count)| count.as_f64())
+        // The truth: requests the shop answered, by the load generator's count. Its `requests`
+        // also counts attempts that never got an answer (refused, timed out, cut off), which
+        // the shop may never have seen; they are reported apart, and should be none.
+        let statuses = || {
+            report["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|step| step["statuses"].as_object().into_iter().flatten())
+                .filter_map(|(status, count)| Some((status.as_str(), count.as_f64()?)))
+        };
+        let answered: f64 = statuses()
+            .filter(|(status, _)| status.parse::<u16>().is_ok())
+            .map(|(_, count)| count)
             .sum();
+        let unanswered = number("requests")? - answered;
+        let server_errors: f64 = statuses()
+            .filter(|(status, _)| status.starts_with('5'))
+            .map(|(_, count)| count)
+            .sum();
+        let dropped = number("dropped")?;
+        let window = after.at - before.at;
+        eprintln!(
+            "loadgen: {answered} answered in {duration:.3} s ({unanswered} unanswered, {dropped} \
+             not started on time); scrapes {window:.3} s apart"
+        );
 
-        // Live Metrics: every post whose interval (since the post before) overlaps the run, each
-        // rate times the time it covers: what the portal's chart plots over the run, added up.
-        // The first and last intervals reach into the quiet before and after, which adds no
-        // count, so this over the run's duration is the mean of what the chart shows for it.
-        let (start, end) = (epoch_ms(launched), epoch_ms(finished));
+        // Live Metrics, as the portal plots it: each post's rates hold for the interval since
+        // the post before (posts come every second plus the endpoint's answer time).
+        let (start, end) = (epoch_ms(started), epoch_ms(finished));
         let posts = self.fake.posts();
-        let covering: Vec<(f64, &BTreeMap<String, f64>)> = posts
+        let intervals: Vec<(u128, u128, &BTreeMap<String, f64>)> = posts
             .windows(2)
-            .filter(|pair| pair[1].0 > start && pair[0].0 < end)
-            .map(|pair| ((pair[1].0 - pair[0].0) as f64 / 1000.0, &pair[1].1))
+            .map(|pair| (pair[0].0, pair[1].0, &pair[1].1))
             .collect();
-        let covered: f64 = covering.iter().map(|(seconds, _)| seconds).sum();
+        // Over the run: every interval that overlaps it, each rate times the time it covers,
+        // over the run's duration. The first and last reach into the quiet before and after,
+        // which adds nothing but the load generator's two discovery requests just before its
+        // clock starts.
+        let covering: Vec<_> = intervals
+            .iter()
+            .filter(|(from, to, _)| *to > start && *from < end)
+            .collect();
+        let covered: f64 = covering
+            .iter()
+            .map(|(from, to, _)| (to - from) as f64 / 1000.0)
+            .sum();
         if covered < duration {
             return Err(format!(
                 "Live Metrics posts cover {covered:.1} s of the {duration:.1} s run"
@@ -392,10 +476,26 @@ impl Run<'_> {
         let live = |name: &str| {
             covering
                 .iter()
-                .map(|(seconds, metrics)| seconds * metrics.get(name).copied().unwrap_or(0.0))
+                .map(|(from, to, metrics)| {
+                    (to - from) as f64 / 1000.0 * metrics.get(name).copied().unwrap_or(0.0)
+                })
                 .sum::<f64>()
                 / duration
         };
+        // Second by second: the median of the posts whose interval lies inside the run, what a
+        // person reads off the chart while the load runs.
+        let inside: Vec<f64> = intervals
+            .iter()
+            .filter(|(from, to, _)| *from >= start && *to <= end)
+            .map(|(_, _, metrics)| {
+                metrics
+                    .get("\\ApplicationInsights\\Requests/Sec")
+                    .copied()
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        let live_requests_median = median(&inside).ok_or("no Live Metrics post inside the run")?;
+
         let born: Vec<String> = after
             .samples
             .iter()
@@ -418,11 +518,13 @@ impl Run<'_> {
             Ok(eval(&expr, &before, &after)?.single().unwrap_or(0.0))
         };
         Ok(Row {
-            sent: sent as u64,
+            answered: answered as u64,
             duration,
-            sent_rate: sent / duration,
+            posts_inside: inside.len(),
+            answered_rate: answered / duration,
             server_errors_rate: server_errors / duration,
             orders_rate: number("orders_placed")? / duration,
+            live_requests_median,
             live_requests: live("\\ApplicationInsights\\Requests/Sec"),
             live_failed: live("\\ApplicationInsights\\Requests Failed/Sec"),
             live_exceptions: live("\\ApplicationInsights\\Exceptions/Sec"),
@@ -723,5 +825,42 @@ impl Shop {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits (30 s at most) until `child` prints a line containing `marker` on its stdout, which is
+/// read to its end from then on so that the child never blocks on a full pipe.
+async fn wait_for_line(child: &mut Child, marker: &'static str) -> Result<(), BoxError> {
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or("the child's stdout is not piped")?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(marker)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(30), rx).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(format!("the load generator ended without saying {marker:?}").into()),
+        Err(_) => Err(format!("the load generator did not say {marker:?} within 30 s").into()),
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count), `None` when empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
