@@ -51,6 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // No checkpoint in the loop (the shop's writer makes none either: another thread does), so
+    // that the baseline is the transaction alone. RAW_AUTOCHECKPOINT=1000 gives SQLite's default.
+    let autocheckpoint = std::env::var("RAW_AUTOCHECKPOINT").unwrap_or_else(|_| "0".into());
+    conn.pragma_update(None, "wal_autocheckpoint", &autocheckpoint)?;
 
     let products: Vec<i64> = conn
         .prepare("SELECT id FROM products ORDER BY id")?
