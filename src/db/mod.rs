@@ -8,14 +8,16 @@
 //! timestamps. Schema differences live in `migrations/sqlite` and `migrations/postgres`.
 //!
 //! SQLite gets two pools over the same file: many readers (WAL lets them run alongside a writer) and
-//! a single writer, so that concurrent checkouts queue inside the process instead of failing with
-//! "database is locked". One task checkpoints the WAL: passively on a reader (not holding up the
-//! writer) every [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by
-//! [`CHECKPOINT_EVERY_BYTES`]; a passive checkpoint cannot shrink the WAL while readers keep
-//! reading, so once it passes half of [`DbOptions::sqlite_wal_max`] (or half of what a smaller
-//! volume leaves it) the task truncates it through the writer, between transactions (a checkout
-//! surge grew it past a gigabyte before). The passive checkpoints leave that truncation little to
-//! copy, so it holds the writer only briefly.
+//! a single writer (migrations, the seed, restocking), so that writes queue inside the process
+//! instead of failing with "database is locked". Orders on a SQLite file do not go through sqlx
+//! at all: one thread owns a connection and writes them in groups ([`sqlite_writer`], which says
+//! why). One task checkpoints the WAL: passively on a reader (not holding up the writer) every
+//! [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by [`CHECKPOINT_EVERY_BYTES`]; a passive
+//! checkpoint cannot shrink the WAL while readers keep reading, so once it passes half of
+//! [`DbOptions::sqlite_wal_max`] (or half of what a smaller volume leaves it) the task has the
+//! writer thread truncate it, between two groups (a checkout surge grew it past a gigabyte
+//! before). The passive checkpoints leave that truncation little to copy, so it holds the writer
+//! only briefly.
 //!
 //! Every call goes through [`Db::call`], which bounds it by the statement timeout and tells
 //! [`status::StoreStatus`] how it went; `/readyz` asks [`Db::readiness`]. A connection whose write
