@@ -8,14 +8,16 @@
 //! timestamps. Schema differences live in `migrations/sqlite` and `migrations/postgres`.
 //!
 //! SQLite gets two pools over the same file: many readers (WAL lets them run alongside a writer) and
-//! a single writer, so that concurrent checkouts queue inside the process instead of failing with
-//! "database is locked". One task checkpoints the WAL: passively on a reader (not holding up the
-//! writer) every [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by
-//! [`CHECKPOINT_EVERY_BYTES`]; a passive checkpoint cannot shrink the WAL while readers keep
-//! reading, so once it passes half of [`DbOptions::sqlite_wal_max`] (or half of what a smaller
-//! volume leaves it) the task truncates it through the writer, between transactions (a checkout
-//! surge grew it past a gigabyte before). The passive checkpoints leave that truncation little to
-//! copy, so it holds the writer only briefly.
+//! a single writer (migrations, the seed, restocking), so that writes queue inside the process
+//! instead of failing with "database is locked". Orders on a SQLite file do not go through sqlx
+//! at all: one thread owns a connection and writes them in groups ([`sqlite_writer`], which says
+//! why). One task checkpoints the WAL: passively on a reader (not holding up the writer) every
+//! [`CHECKPOINT_INTERVAL`] and whenever the WAL has grown by [`CHECKPOINT_EVERY_BYTES`]; a passive
+//! checkpoint cannot shrink the WAL while readers keep reading, so once it passes half of
+//! [`DbOptions::sqlite_wal_max`] (or half of what a smaller volume leaves it) the task has the
+//! writer thread truncate it, between two groups (a checkout surge grew it past a gigabyte
+//! before). The passive checkpoints leave that truncation little to copy, so it holds the writer
+//! only briefly.
 //!
 //! Every call goes through [`Db::call`], which bounds it by the statement timeout and tells
 //! [`status::StoreStatus`] how it went; `/readyz` asks [`Db::readiness`]. A connection whose write
@@ -25,6 +27,7 @@
 pub mod catalog;
 pub mod orders;
 pub mod seed;
+pub(crate) mod sqlite_writer;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,7 @@ use sqlx::{ConnectOptions as _, Connection as _, PgPool, SqlitePool};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use sqlite_writer::{SqliteWriter, WriterSettings};
 use status::{FaultKind, StoreStatus};
 
 /// Expands `$body` once per engine with `$pool` bound to a pool that may serve reads.
@@ -134,6 +138,10 @@ const RECENT_WRITE: Duration = Duration::from_secs(2);
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// The thread that writes orders (and the write probe, and the WAL truncation), for stores
+    /// that have a file: see [`sqlite_writer`]. An in-memory database is its one sqlx connection,
+    /// so its orders go through `writer`.
+    orders: Option<Arc<SqliteWriter>>,
     /// The file, for stores that have one (not `:memory:`).
     file: Option<Arc<SqliteFile>>,
     /// Stops the checkpoint task when the last handle on the store is dropped.
@@ -143,7 +151,7 @@ pub struct SqliteStore {
 /// The database file the shop opened, to notice it being deleted or replaced underneath, and its
 /// WAL, to keep that bounded.
 #[derive(Debug)]
-struct SqliteFile {
+pub(crate) struct SqliteFile {
     path: PathBuf,
     wal: PathBuf,
     /// Device and inode at open: a path that no longer leads to them is a file deleted, moved
@@ -212,7 +220,7 @@ impl SqliteFile {
     /// into a timeout.)
     fn over_limit(&self) -> bool {
         self.wal_truncate_at > 0
-            && self.wal_len() + WAL_WRITE_HEADROOM >= self.wal_truncate_at.saturating_mul(2)
+            && self.wal_len() >= wal_write_limit(self.wal_truncate_at.saturating_mul(2))
     }
 
     /// Waits until the WAL is under its bound. The caller's deadline bounds the wait: a write
@@ -247,9 +255,15 @@ impl SqliteFile {
     }
 }
 
-/// Room kept under the WAL's bound for the one transaction in flight when writes start waiting
-/// (a checkout of the most lines the cart allows writes a few dozen pages).
-const WAL_WRITE_HEADROOM: u64 = 256 * 1024;
+/// Room kept under the WAL's bound for the transaction in flight when writes stop: a group of
+/// [`sqlite_writer::MAX_GROUP`] orders rewrites the same few dozen pages, well under this.
+pub(crate) const WAL_WRITE_HEADROOM: u64 = 1024 * 1024;
+
+/// The WAL size at which writes stop, for a WAL bounded at `bound`: the bound less the headroom
+/// (a quarter of the bound for bounds under 4 MiB).
+pub(crate) fn wal_write_limit(bound: u64) -> u64 {
+    bound - WAL_WRITE_HEADROOM.min(bound / 4)
+}
 
 /// The smallest WAL worth truncating: below it, truncations would come every few orders.
 const MIN_TRUNCATE_MARK: u64 = 128 * 1024;
@@ -283,14 +297,14 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 /// `SQLITE_BUSY` at once, so they must not come from two places), every [`CHECKPOINT_INTERVAL`]
 /// and whenever the writer asks (see [`CHECKPOINT_EVERY_BYTES`]), until `stop`:
 /// - past the truncation mark, or after a write failed for want of space: a `TRUNCATE`
-///   checkpoint through the writer, between two transactions ([`truncate_wal`]);
+///   checkpoint on the writer thread, between two groups of orders ([`truncate_wal`]);
 /// - otherwise a `PASSIVE` one through a reader, which waits for no one (what SQLite's automatic
 ///   checkpoint does too) and leaves the truncations little to copy.
 ///
 /// A failure is logged when it starts and when it ends, not every time.
 fn spawn_checkpoints(
     reader: SqlitePool,
-    writer: SqlitePool,
+    writer: Arc<SqliteWriter>,
     file: Arc<SqliteFile>,
     stop: CancellationToken,
 ) {
@@ -317,10 +331,10 @@ fn spawn_checkpoints(
                 // then has only what was committed meanwhile left to copy.
                 match passive_checkpoint(&reader).await {
                     Ok(()) => truncate_wal(&writer, &file).await,
-                    Err(error) => Err(error),
+                    Err(error) => Err(error.into()),
                 }
             } else {
-                passive_checkpoint(&reader).await
+                passive_checkpoint(&reader).await.map_err(DbError::from)
             };
             match outcome {
                 Ok(()) if failing => {
@@ -486,6 +500,9 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 /// the engine is told by the error's type, not by whether its code parses as a number.)
 pub(crate) fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
     use sqlx::error::DatabaseError as _;
+    if let Some(writer) = error.try_downcast_ref::<sqlite_writer::SqliteWriteError>() {
+        return Some(writer.code);
+    }
     error
         .try_downcast_ref::<sqlx::sqlite::SqliteError>()
         .and_then(|sqlite| sqlite.code()?.parse().ok())
@@ -578,6 +595,7 @@ impl Db {
             SqliteStore {
                 reader: pool.clone(),
                 writer: pool,
+                orders: None,
                 file: None,
                 // One connection, so SQLite's own automatic checkpoint stays on.
                 _checkpoints: None,
@@ -619,10 +637,24 @@ impl Db {
                 .await?;
             let stop = CancellationToken::new();
             let file = Arc::new(file);
-            spawn_checkpoints(reader.clone(), writer.clone(), file.clone(), stop.clone());
+            let orders = SqliteWriter::start(WriterSettings {
+                path: path.clone(),
+                journal_size_limit: match file.wal_truncate_at {
+                    0 => -1,
+                    bytes => i64::try_from(bytes).unwrap_or(i64::MAX),
+                },
+                queue_timeout: options.acquire_timeout,
+                run_timeout: statement_timeout,
+                file: file.clone(),
+                status: status.clone(),
+            })
+            .map_err(|error| DbError::Other(sqlx::Error::Io(error)))?;
+            let orders = Arc::new(orders);
+            spawn_checkpoints(reader.clone(), orders.clone(), file.clone(), stop.clone());
             SqliteStore {
                 reader,
                 writer,
+                orders: Some(orders),
                 file: Some(file),
                 _checkpoints: Some(Arc::new(stop.drop_guard())),
             }
@@ -753,28 +785,21 @@ impl Db {
         }
     }
 
-    /// Called after every committed write: records it, and keeps the SQLite WAL bounded by
-    /// asking the checkpoint task for a checkpoint every few megabytes of growth, and for a
-    /// truncation once past the mark (see [`spawn_checkpoints`]).
+    /// Called after every committed write that did not go through the writer thread (which
+    /// calls [`note_commit`] itself).
     pub(crate) fn committed(&self) {
-        self.status.write_ok();
-        let Store::Sqlite(SqliteStore {
-            file: Some(file), ..
-        }) = &self.store
-        else {
-            return;
+        let file = match &self.store {
+            Store::Sqlite(store) => store.file.as_deref(),
+            Store::Postgres(_) => None,
         };
-        if file.wal_truncate_at == 0 {
-            // Unbounded (for comparisons): only the passive checkpoint every second, as before.
-            return;
-        }
-        let wal = file.wal_len();
-        let mark = file.truncate_mark.load(Ordering::Relaxed);
-        // Every 4 MiB, or more often on a volume too small for that.
-        let step = CHECKPOINT_EVERY_BYTES.min(mark / 2).max(1);
-        if wal > mark || wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + step {
-            file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
-            file.checkpoint_now.notify_one();
+        note_commit(&self.status, file);
+    }
+
+    /// The thread that writes orders on a SQLite file (see [`sqlite_writer`]).
+    pub(crate) fn order_writer(&self) -> Option<&SqliteWriter> {
+        match &self.store {
+            Store::Sqlite(store) => store.orders.as_deref(),
+            Store::Postgres(_) => None,
         }
     }
 
@@ -819,6 +844,10 @@ impl Db {
     #[tracing::instrument(level = "debug", skip_all, fields(otel.name = "UPDATE store_probe", otel.kind = "client", db.system.name = self.engine().as_str()))]
     pub async fn probe_write(&self) -> Result<(), DbError> {
         const PROBE: &str = "UPDATE store_probe SET probes = probes + 1 WHERE id = 1";
+        if let Some(writer) = self.order_writer() {
+            // The writer thread records the commit itself.
+            return self.call(writer.probe()).await;
+        }
         self.call(async move {
             self.check_file()?;
             with_writer!(self, pool => {
@@ -873,6 +902,9 @@ impl Db {
     pub async fn close(&self) {
         match &self.store {
             Store::Sqlite(store) => {
+                if let Some(orders) = &store.orders {
+                    orders.close().await;
+                }
                 store.reader.close().await;
                 store.writer.close().await;
             }
@@ -881,24 +913,38 @@ impl Db {
     }
 }
 
-/// Truncates the SQLite WAL through the writer, between two transactions: a `TRUNCATE`
+/// What every committed write does: tells the store status, and keeps the SQLite WAL bounded
+/// by asking the checkpoint task for a checkpoint every few megabytes of growth, and for a
+/// truncation once past the mark (see [`spawn_checkpoints`]). The writer thread calls it once per
+/// group.
+fn note_commit(status: &StoreStatus, file: Option<&SqliteFile>) {
+    status.write_ok();
+    let Some(file) = file else {
+        return;
+    };
+    if file.wal_truncate_at == 0 {
+        // Unbounded (for comparisons): only the passive checkpoint every second, as before.
+        return;
+    }
+    let wal = file.wal_len();
+    let mark = file.truncate_mark.load(Ordering::Relaxed);
+    // Every 4 MiB, or more often on a volume too small for that.
+    let step = CHECKPOINT_EVERY_BYTES.min(mark / 2).max(1);
+    if wal > mark || wal > file.checkpoint_asked_at.load(Ordering::Relaxed) + step {
+        file.checkpoint_asked_at.store(wal, Ordering::Relaxed);
+        file.checkpoint_now.notify_one();
+    }
+}
+
+/// Truncates the SQLite WAL on the writer thread, between two groups of orders: a `TRUNCATE`
 /// checkpoint copies what is left into the database file, waits for readers still reading old
 /// frames (briefly: new readers read the file once it is up to date), and empties the WAL.
 /// Readers that stay on old frames longer than 200 ms postpone it to the next checkpoint rather
 /// than hold every checkout.
-async fn truncate_wal(writer: &SqlitePool, file: &SqliteFile) -> Result<(), sqlx::Error> {
-    let mut conn = writer.acquire().await?;
-    sqlx::query("PRAGMA busy_timeout = 200")
-        .execute(&mut *conn)
-        .await?;
+async fn truncate_wal(writer: &SqliteWriter, file: &SqliteFile) -> Result<(), DbError> {
     let started = std::time::Instant::now();
-    let outcome: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-        .fetch_one(&mut *conn)
-        .await;
+    let outcome = writer.truncate_wal().await;
     let took = started.elapsed();
-    sqlx::query("PRAGMA busy_timeout = 5000")
-        .execute(&mut *conn)
-        .await?;
     match outcome? {
         (0, _, _) => tracing::debug!(?took, "WAL truncated"),
         (_busy, frames, copied) => {

@@ -98,6 +98,11 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
         let created_at = now
             .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
             .unwrap_or(now);
+        if let Some(writer) = db.order_writer() {
+            // A SQLite file: its writer thread writes the order in a group (see
+            // `db::sqlite_writer`), with the same outcomes, replays included.
+            return writer.place(new, order_id, created_at).await;
+        }
         let deadline = db.statement_timeout();
         // Once COMMIT is on its way, a lost answer no longer means "not written".
         let commit_sent = AtomicBool::new(false);

@@ -253,6 +253,80 @@ async fn a_full_disk_never_loses_an_accepted_order() {
     assert_eq!(found, accepted, "every 201 survives a restart");
 }
 
+/// A full disk in the middle of a surge, when orders are written in groups (many shoppers at
+/// once, one transaction for the orders that queued together): a group that cannot be written
+/// is refused whole, each of its orders a 503 with Retry-After; after a restart the database
+/// holds every order answered 201 and nothing else, and nothing half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_a_surge_loses_no_accepted_order() {
+    const SHOPPERS: usize = 32;
+    let Some(tmpfs) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let db_path = tmpfs.path().join("shop.db");
+    let app = sqlite_app_at(&db_path, WebConfig::default()).await;
+    // Products with stock to spare (no refusal for want of stock), without restocking, which
+    // would reset what the audit compares against.
+    let products: Vec<i64> = app
+        .products()
+        .await
+        .iter()
+        .filter(|p| p["stock"].as_i64().unwrap() >= 100)
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+    assert!(products.len() >= 4, "the seed has well-stocked products");
+    let mut accepted = Vec::new();
+    let mut wave = 0;
+    // Every shopper at once; returns how many were refused.
+    let mut surge = async |accepted: &mut Vec<String>| {
+        wave += 1;
+        let keys: Vec<String> = (0..SHOPPERS).map(|n| format!("surge-{wave}-{n}")).collect();
+        let responses = futures_util::future::join_all(
+            keys.iter()
+                .enumerate()
+                .map(|(n, key)| api_checkout(&app, products[n % products.len()], key)),
+        )
+        .await;
+        let mut refused = 0;
+        for response in responses {
+            if response.status == StatusCode::CREATED {
+                accepted.push(response.json()["id"].as_str().unwrap().to_owned());
+            } else {
+                assert_unavailable(&response);
+                refused += 1;
+            }
+        }
+        refused
+    };
+    assert_eq!(surge(&mut accepted).await, 0, "a surge on a disk with room");
+
+    let filler = tmpfs.fill();
+    let mut refused = 0;
+    for _ in 0..3 {
+        refused += surge(&mut accepted).await;
+    }
+    assert!(refused > 0, "a full disk refuses checkouts");
+
+    std::fs::remove_file(&filler).unwrap();
+    let started = Instant::now();
+    while surge(&mut accepted).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "checkouts succeed again once space is back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.order_count().await,
+        accepted.len() as i64,
+        "no order answered 503 was written"
+    );
+    app.state.db.close().await;
+    drop(app);
+    let found = orders_after_restart(&db_path, &accepted).await;
+    assert_eq!(found, accepted, "every 201 survives a restart");
+}
+
 /// Makes a file unwritable for this process until dropped: `chattr +i` as root (root ignores
 /// file modes), the file mode otherwise.
 struct ReadOnly(PathBuf);
