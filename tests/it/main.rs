@@ -27,4 +27,5 @@ mod rehearsal;
 mod reliability;
 mod replicas;
 mod shutdown;
+mod start_errors;
 mod telemetry;
