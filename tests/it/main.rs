@@ -26,6 +26,7 @@ mod promql;
 mod rehearsal;
 mod reliability;
 mod replicas;
+mod scripts;
 mod shutdown;
 mod start_errors;
 mod telemetry;
