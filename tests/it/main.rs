@@ -23,6 +23,7 @@ mod openapi;
 mod page_cache;
 mod probes;
 mod promql;
+mod readme;
 mod rehearsal;
 mod reliability;
 mod replicas;
