@@ -10,9 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::checkout::{CheckoutError, FieldError};
 use crate::db::DbError;
-use crate::db::orders::Shortage;
+use crate::shop::checkout::{CheckoutError, FieldError};
+use crate::shop::order::Shortage;
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECONDS: u64 = 2;

@@ -8,7 +8,7 @@
 //!
 //! A request enters at [`server`] (listener, drain on SIGTERM), passes the layer stack and route
 //! table in [`web`], reaches a handler in [`web::pages`] (HTML) or [`web::api`] (JSON), which uses
-//! the shop rules in [`cart`] and [`checkout`] and the SQL in [`db`]. Failures travel as one
+//! the shop rules in [`shop::cart`] and [`shop::checkout`] and the SQL in [`db`]. Failures travel as one
 //! [`error::AppError`], rendered as a page or a problem document.
 //!
 //! - [`cli`] / [`config`]: the command line and every setting, with defaults, in one place.
@@ -28,12 +28,12 @@
 //!   off by the operator).
 //! - [`load`]: load-target knobs (CPU work, latency, injected errors per route group) and the
 //!   in-flight bound; [`web::control`] changes them at run time from the admin port.
-//! - [`cart`]: the cookie-held cart, validated on every read.
-//! - [`checkout`]: validation and normalisation of orders, shared by the form and the API.
+//! - [`shop::cart`]: the cookie-held cart, validated on every read.
+//! - [`shop::checkout`]: validation and normalisation of orders, shared by the form and the API.
 //! - [`db`]: SQLite or PostgreSQL behind one handle; all SQL lives here ([`db::catalog`],
 //!   [`db::orders`], [`db::seed`]); migrations per dialect in `migrations/`.
 //! - [`error`]: the one error type and its two renderings.
-//! - [`money`]: formatting integer cents for people.
+//! - [`shop::money`]: formatting integer cents for people.
 //! - [`telemetry`]: logs, traces and metrics exporters (Application Insights with Live Metrics,
 //!   OTLP); [`metrics`]: the instruments, and Prometheus text for the admin port;
 //!   [`web::observe`]: the per-request span, metrics and synthetic-traffic tag; [`sampling`]:
@@ -45,9 +45,7 @@
 //!   overlay, the guide's cluster and a measured per-pod capacity, through the HPA's algorithm.
 //! - [`tls`]: the one place outbound HTTP clients are built, on rustls with ring (no C build).
 
-pub mod cart;
 pub mod cgroup;
-pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod connections;
@@ -57,10 +55,10 @@ pub mod health;
 pub mod load;
 pub mod loadgen;
 pub mod metrics;
-pub mod money;
 pub mod rehearsal;
 pub mod sampling;
 pub mod server;
+pub mod shop;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -20,8 +20,8 @@ use opentelemetry::metrics::{
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
-use crate::checkout::{CheckoutError, Placed};
 use crate::sampling::RequestTracing;
+use crate::shop::checkout::{CheckoutError, Placed};
 
 /// Request-duration buckets in seconds. (The SDK's defaults assume milliseconds.)
 ///

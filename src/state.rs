@@ -3,13 +3,13 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::checkout::{CheckoutError, Placed};
 use crate::config::WebConfig;
 use crate::connections::ConnectionTable;
 use crate::db::Db;
 use crate::health::Health;
 use crate::load::Controls;
 use crate::metrics::Metrics;
+use crate::shop::checkout::{CheckoutError, Placed};
 use crate::web::page_cache::PageCache;
 
 /// The shared state. Cloning it is one reference-count increment: the router clones it into

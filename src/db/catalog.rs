@@ -3,123 +3,70 @@
 //! The catalog is read-mostly; the only write to `products` is the stock decrement in
 //! [`super::orders`], which is why these functions use the reader pool.
 
-use serde::Serialize;
 use sqlx::QueryBuilder;
+
+use crate::shop::catalog::{Category, Product, ProductPage, Sort};
 
 use super::{Db, DbError, with_reader};
 
-/// At or below this many units a product shows "Only N left".
-pub const LOW_STOCK_THRESHOLD: i64 = 10;
-
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct Category {
-    pub slug: String,
-    pub name: String,
-    pub tagline: String,
-    #[serde(skip)]
-    pub position: i32,
-    pub product_count: i64,
+/// A `categories` row with its product count; becomes a [`Category`].
+#[derive(sqlx::FromRow)]
+struct CategoryRow {
+    slug: String,
+    name: String,
+    tagline: String,
+    position: i32,
+    product_count: i64,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct Product {
-    pub id: i64,
-    pub slug: String,
-    #[serde(rename = "category")]
-    pub category_slug: String,
-    pub name: String,
-    pub description: String,
-    pub price_cents: i64,
-    pub list_price_cents: i64,
-    pub stock: i64,
-    pub rating: f64,
-    pub review_count: i64,
-    pub doorbuster: bool,
-}
-
-/// What a shopper is told about availability.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StockState {
-    InStock,
-    Low,
-    SoldOut,
-}
-
-impl Product {
-    pub fn saving_cents(&self) -> i64 {
-        (self.list_price_cents - self.price_cents).max(0)
-    }
-
-    /// Whole percent off the list price, rounded down (never claims more than the real saving).
-    pub fn discount_percent(&self) -> i64 {
-        if self.list_price_cents <= 0 {
-            return 0;
-        }
-        self.saving_cents() * 100 / self.list_price_cents
-    }
-
-    pub fn stock_state(&self) -> StockState {
-        match self.stock {
-            s if s <= 0 => StockState::SoldOut,
-            s if s <= LOW_STOCK_THRESHOLD => StockState::Low,
-            _ => StockState::InStock,
-        }
-    }
-
-    pub fn image_path(&self) -> String {
-        format!("/art/product/{}.svg", self.slug)
-    }
-}
-
-/// Listing orders a shopper can pick.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Sort {
-    /// Doorbusters first, then the most reviewed.
-    #[default]
-    Featured,
-    PriceAsc,
-    PriceDesc,
-    Rating,
-    Discount,
-}
-
-impl Sort {
-    pub const ALL: [Sort; 5] = [
-        Sort::Featured,
-        Sort::PriceAsc,
-        Sort::PriceDesc,
-        Sort::Rating,
-        Sort::Discount,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sort::Featured => "featured",
-            Sort::PriceAsc => "price-asc",
-            Sort::PriceDesc => "price-desc",
-            Sort::Rating => "rating",
-            Sort::Discount => "discount",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Sort::Featured => "Featured",
-            Sort::PriceAsc => "Price: low to high",
-            Sort::PriceDesc => "Price: high to low",
-            Sort::Rating => "Customer rating",
-            Sort::Discount => "Biggest discount",
+impl From<CategoryRow> for Category {
+    fn from(row: CategoryRow) -> Self {
+        Category {
+            slug: row.slug,
+            name: row.name,
+            tagline: row.tagline,
+            position: row.position,
+            product_count: row.product_count,
         }
     }
 }
 
-/// One page of a listing plus the total, for pagination.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProductPage {
-    pub items: Vec<Product>,
-    pub total: i64,
+/// A `products` row; becomes a [`Product`].
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: i64,
+    slug: String,
+    category_slug: String,
+    name: String,
+    description: String,
+    price_cents: i64,
+    list_price_cents: i64,
+    stock: i64,
+    rating: f64,
+    review_count: i64,
+    doorbuster: bool,
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
+        Product {
+            id: row.id,
+            slug: row.slug,
+            category_slug: row.category_slug,
+            name: row.name,
+            description: row.description,
+            price_cents: row.price_cents,
+            list_price_cents: row.list_price_cents,
+            stock: row.stock,
+            rating: row.rating,
+            review_count: row.review_count,
+            doorbuster: row.doorbuster,
+        }
+    }
+}
+
+fn products_from(rows: Vec<ProductRow>) -> Vec<Product> {
+    rows.into_iter().map(Product::from).collect()
 }
 
 /// `SELECT <every Product column> FROM products <rest>`, as static text (sqlx only runs static
@@ -164,7 +111,10 @@ pub async fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
         const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
              (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
              FROM categories c ORDER BY c.position, c.slug";
-        with_reader!(db, pool => Ok(sqlx::query_as(SQL).fetch_all(pool).await?))
+        with_reader!(db, pool => {
+            let rows: Vec<CategoryRow> = sqlx::query_as(SQL).fetch_all(pool).await?;
+            Ok(rows.into_iter().map(Category::from).collect())
+        })
     })
     .await
 }
@@ -175,7 +125,10 @@ pub async fn category(db: &Db, slug: &str) -> Result<Option<Category>, DbError> 
         const SQL: &str = "SELECT c.slug, c.name, c.tagline, c.position, \
              (SELECT COUNT(*) FROM products p WHERE p.category_slug = c.slug) AS product_count \
              FROM categories c WHERE c.slug = $1";
-        with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
+        with_reader!(db, pool => {
+            let row: Option<CategoryRow> = sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?;
+            Ok(row.map(Category::from))
+        })
     })
     .await
 }
@@ -193,14 +146,14 @@ pub async fn products(
         const COUNT_SQL: &str =
             "SELECT COUNT(*) FROM products WHERE ($1 IS NULL OR category_slug = $1)";
         with_reader!(db, pool => {
-            let items = sqlx::query_as(listing_sql(sort))
+            let items: Vec<ProductRow> = sqlx::query_as(listing_sql(sort))
                 .bind(category)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
             let total: i64 = sqlx::query_scalar(COUNT_SQL).bind(category).fetch_one(pool).await?;
-            Ok(ProductPage { items, total })
+            Ok(ProductPage { items: products_from(items), total })
         })
     })
     .await
@@ -213,7 +166,7 @@ pub async fn doorbusters(db: &Db) -> Result<Vec<Product>, DbError> {
         const SQL: &str = select_products!(
             "WHERE doorbuster ORDER BY stock = 0, price_cents * 100 / NULLIF(list_price_cents, 0), id"
         );
-        with_reader!(db, pool => Ok(sqlx::query_as(SQL).fetch_all(pool).await?))
+        with_reader!(db, pool => Ok(products_from(sqlx::query_as(SQL).fetch_all(pool).await?)))
     })
     .await
 }
@@ -222,7 +175,10 @@ pub async fn doorbusters(db: &Db) -> Result<Vec<Product>, DbError> {
 pub async fn product_by_slug(db: &Db, slug: &str) -> Result<Option<Product>, DbError> {
     db.call(async move {
         const SQL: &str = select_products!("WHERE slug = $1");
-        with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?))
+        with_reader!(db, pool => {
+            let row: Option<ProductRow> = sqlx::query_as(SQL).bind(slug).fetch_optional(pool).await?;
+            Ok(row.map(Product::from))
+        })
     })
     .await
 }
@@ -231,7 +187,10 @@ pub async fn product_by_slug(db: &Db, slug: &str) -> Result<Option<Product>, DbE
 pub async fn product_by_id(db: &Db, id: i64) -> Result<Option<Product>, DbError> {
     db.call(async move {
         const SQL: &str = select_products!("WHERE id = $1");
-        with_reader!(db, pool => Ok(sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?))
+        with_reader!(db, pool => {
+            let row: Option<ProductRow> = sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?;
+            Ok(row.map(Product::from))
+        })
     })
     .await
 }
@@ -243,12 +202,12 @@ pub async fn related(db: &Db, product: &Product, limit: i64) -> Result<Vec<Produ
         const SQL: &str = select_products!(
             "WHERE category_slug = $1 AND id <> $2 ORDER BY rating DESC, id LIMIT $3"
         );
-        with_reader!(db, pool => Ok(sqlx::query_as(SQL)
+        with_reader!(db, pool => Ok(products_from(sqlx::query_as(SQL)
             .bind(&product.category_slug)
             .bind(product.id)
             .bind(limit)
             .fetch_all(pool)
-            .await?))
+            .await?)))
     })
     .await
 }
@@ -267,47 +226,8 @@ pub async fn products_by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Product>, DbErr
                 separated.push_bind(*id);
             }
             query.push(")");
-            Ok(query.build_query_as().fetch_all(pool).await?)
+            Ok(products_from(query.build_query_as().fetch_all(pool).await?))
         })
     })
     .await
-}
-
-/// Presentation helpers used by templates and the API.
-impl Product {
-    pub fn price(&self) -> crate::money::Money {
-        crate::money::Money(self.price_cents)
-    }
-
-    pub fn list_price(&self) -> crate::money::Money {
-        crate::money::Money(self.list_price_cents)
-    }
-
-    pub fn saving(&self) -> crate::money::Money {
-        crate::money::Money(self.saving_cents())
-    }
-
-    pub fn is_discounted(&self) -> bool {
-        self.saving_cents() > 0
-    }
-
-    pub fn is_sold_out(&self) -> bool {
-        self.stock_state() == StockState::SoldOut
-    }
-
-    pub fn is_low_stock(&self) -> bool {
-        self.stock_state() == StockState::Low
-    }
-
-    /// "4.6", for "4.6 out of 5 stars".
-    pub fn rating_text(&self) -> String {
-        format!("{:.1}", self.rating)
-    }
-
-    /// The first paragraph-worth of the description, for cards.
-    pub fn blurb(&self) -> &str {
-        self.description
-            .split_once(". ")
-            .map_or(self.description.as_str(), |(first, _)| first)
-    }
 }

@@ -6,95 +6,16 @@
 //! a retried request with the same `Idempotency-Key` gets the first order back (a unique
 //! constraint, so the guarantee holds across replicas sharing PostgreSQL).
 
-use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::shop::order::{
+    Customer, NewOrder, Order, OrderLine, PlaceOutcome, Shortage, new_order_id,
+};
+
 use super::{Db, DbError, commit_may_have_happened, violated_constraint, with_reader, with_writer};
-
-/// Who the order ships to. Validated by [`crate::checkout`] before it gets here. A field it does
-/// not know is refused when read from JSON (the API's `customer`), as the OpenAPI document says,
-/// rather than dropped unseen; rows and the checkout form are read field by field, not through serde.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-#[serde(deny_unknown_fields)]
-pub struct Customer {
-    #[sqlx(rename = "customer_name")]
-    pub name: String,
-    pub email: String,
-    pub address: String,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct OrderLine {
-    pub product_id: i64,
-    pub product_name: String,
-    pub unit_price_cents: i64,
-    pub quantity: i64,
-}
-
-impl OrderLine {
-    pub fn line_total_cents(&self) -> i64 {
-        self.unit_price_cents * self.quantity
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Order {
-    pub id: String,
-    pub customer: Customer,
-    pub lines: Vec<OrderLine>,
-    pub item_count: i64,
-    pub total_cents: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-/// One line of a checkout request, already validated and merged (one line per product).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LineRequest {
-    pub product_id: i64,
-    pub quantity: i64,
-}
-
-/// A product that does not have enough stock for the order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Shortage {
-    pub product_id: i64,
-    pub name: String,
-    pub requested: i64,
-    pub available: i64,
-}
-
-/// Everything needed to write an order.
-#[derive(Clone, Debug)]
-pub struct NewOrder<'a> {
-    pub customer: &'a Customer,
-    /// One per product, quantities positive.
-    pub lines: &'a [LineRequest],
-    pub idempotency_key: Option<&'a str>,
-    /// A canonical rendering of the request, stored to recognise a retry of the same request.
-    pub fingerprint: &'a str,
-}
-
-/// What became of a checkout. Failures of the database itself are the `Err` of [`place`].
-#[derive(Clone, Debug)]
-pub enum PlaceOutcome {
-    /// A new order was written.
-    Placed(Order),
-    /// The idempotency key was seen before with the same request: this is that first order.
-    Replayed(Order),
-    /// Not enough stock for these products; nothing was written.
-    OutOfStock(Vec<Shortage>),
-    /// These product ids do not exist; nothing was written.
-    UnknownProducts(Vec<i64>),
-    /// The idempotency key was used before for a different request.
-    KeyReused,
-}
 
 const TAKE_STOCK: &str = "UPDATE products SET stock = stock - $1 \
      WHERE id = $2 AND stock >= $1 RETURNING name, price_cents";
@@ -113,11 +34,34 @@ const SELECT_BY_KEY: &str = "SELECT id, request_fingerprint FROM orders WHERE id
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: String,
-    #[sqlx(flatten)]
-    customer: Customer,
+    customer_name: String,
+    email: String,
+    address: String,
+    city: String,
+    postal_code: String,
+    country: String,
     item_count: i64,
     total_cents: i64,
     created_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    product_id: i64,
+    product_name: String,
+    unit_price_cents: i64,
+    quantity: i64,
+}
+
+impl From<LineRow> for OrderLine {
+    fn from(row: LineRow) -> Self {
+        OrderLine {
+            product_id: row.product_id,
+            product_name: row.product_name,
+            unit_price_cents: row.unit_price_cents,
+            quantity: row.quantity,
+        }
+    }
 }
 
 /// What the order's transaction did.
@@ -341,11 +285,18 @@ pub async fn order(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
             else {
                 return Ok(None);
             };
-            let lines: Vec<OrderLine> = sqlx::query_as(SELECT_LINES).bind(id).fetch_all(pool).await?;
+            let lines: Vec<LineRow> = sqlx::query_as(SELECT_LINES).bind(id).fetch_all(pool).await?;
             Ok(Some(Order {
                 id: row.id,
-                customer: row.customer,
-                lines,
+                customer: Customer {
+                    name: row.customer_name,
+                    email: row.email,
+                    address: row.address,
+                    city: row.city,
+                    postal_code: row.postal_code,
+                    country: row.country,
+                },
+                lines: lines.into_iter().map(OrderLine::from).collect(),
                 item_count: row.item_count,
                 total_cents: row.total_cents,
                 created_at: row.created_at,
@@ -358,39 +309,6 @@ pub async fn order(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
 /// How many orders exist; used by tests and the load generator's report.
 pub async fn count(db: &Db) -> Result<i64, DbError> {
     with_reader!(db, pool => Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orders").fetch_one(pool).await?))
-}
-
-/// Crockford base32 without the ambiguous letters I, L, O and U.
-pub const ORDER_ID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-/// 12 symbols = 60 random bits: unguessable enough that order pages need no login.
-pub const ORDER_ID_LEN: usize = 12;
-
-fn new_order_id() -> String {
-    let mut rng = rand::rng();
-    (0..ORDER_ID_LEN)
-        .map(|_| char::from(ORDER_ID_ALPHABET[rng.random_range(0..32)]))
-        .collect()
-}
-
-/// Whether `id` has the shape of an order number, so malformed ids are rejected without a query.
-pub fn is_order_id(id: &str) -> bool {
-    id.len() == ORDER_ID_LEN && id.bytes().all(|b| ORDER_ID_ALPHABET.contains(&b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_ids_have_the_documented_shape() {
-        for _ in 0..100 {
-            let id = new_order_id();
-            assert!(is_order_id(&id), "{id}");
-        }
-        assert!(!is_order_id("0123456789AI"));
-        assert!(!is_order_id("short"));
-        assert!(!is_order_id("0123456789ab"));
-    }
 }
 
 /// What [`audit`] found: every count should be zero.

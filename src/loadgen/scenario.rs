@@ -568,18 +568,18 @@ mod tests {
     #[test]
     fn the_load_customer_passes_checkout_validation() {
         let json: serde_json::Value = serde_json::from_str(CUSTOMER_JSON).unwrap();
-        let customer: crate::db::orders::Customer = serde_json::from_value(json).unwrap();
+        let customer: crate::shop::order::Customer = serde_json::from_value(json).unwrap();
         let form: Vec<(String, String)> = form_pairs(CUSTOMER_FORM);
         assert_eq!(form[1], ("email".to_owned(), customer.email.clone()));
         assert_eq!(form[5], ("country".to_owned(), customer.country.clone()));
-        let request = crate::checkout::CheckoutRequest {
-            items: vec![crate::checkout::ItemRequest {
+        let request = crate::shop::checkout::CheckoutRequest {
+            items: vec![crate::shop::checkout::ItemRequest {
                 product_id: 1,
                 quantity: 1,
             }],
             customer,
         };
-        assert!(crate::checkout::validate(&request).is_ok());
+        assert!(crate::shop::checkout::validate(&request).is_ok());
     }
 
     /// A minimal decoder for the constant above (only `+` and `%40` occur in it).

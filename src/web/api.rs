@@ -14,10 +14,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::checkout::{self, CheckoutRequest, Placed};
-use crate::db::catalog::{self, Category, Product, Sort, StockState};
-use crate::db::orders::{self, Order};
+use crate::db::catalog;
+use crate::db::orders;
 use crate::error::{ApiError, AppError, echo};
+use crate::shop::catalog::{Category, Product, Sort, StockState};
+use crate::shop::checkout::{self, CheckoutRequest, Placed};
+use crate::shop::order::{self as order_id, Order};
 use crate::state::AppState;
 
 /// Products per page when the client does not say.
@@ -264,7 +266,7 @@ async fn get_order(
             echo(&id)
         ))
     };
-    if !orders::is_order_id(&id) {
+    if !order_id::is_order_id(&id) {
         return Err(not_found().into());
     }
     let order = orders::order(&state.db, &id).await?.ok_or_else(not_found)?;

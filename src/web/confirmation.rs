@@ -33,11 +33,12 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{CartCookie, PagePath, PageQuery};
 use super::pages::{Layout, Page, no_store};
-use crate::cart::{MAX_LINES, MAX_QUANTITY};
 use crate::db::catalog;
-use crate::db::orders::{self, Customer, Order};
+use crate::db::orders;
 use crate::error::{AppError, PageError, echo};
-use crate::money::Money;
+use crate::shop::cart::{MAX_LINES, MAX_QUANTITY};
+use crate::shop::money::Money;
+use crate::shop::order::{self as order_id, Customer, Order};
 use crate::state::AppState;
 
 /// Name of the receipt cookie.
@@ -113,7 +114,7 @@ impl Receipt {
         let mut ids: Vec<i64> = self.lines.iter().map(|line| line.0).collect();
         ids.sort_unstable();
         ids.dedup();
-        orders::is_order_id(&self.id)
+        order_id::is_order_id(&self.id)
             && !self.name.trim().is_empty()
             && [
                 &self.name,
@@ -188,7 +189,7 @@ pub async fn order(
             echo(&id)
         ))
     };
-    if !orders::is_order_id(&id) {
+    if !order_id::is_order_id(&id) {
         return Err(not_found().into());
     }
     let layout = Layout::load(&state, format!("Order {id} · Doorbuster"), &cart, None);

@@ -1,6 +1,6 @@
 //! Extractors whose rejections speak the app's error format: problem+json for the API
 //! (`ApiJson`, `ApiQuery`, `ApiPath`), an HTML page for the shop (`PageQuery`, `PageForm`,
-//! `PagePath`), and two that never reject: the cart cookie (see [`crate::cart`]) and whether the
+//! `PagePath`), and two that never reject: the cart cookie (see [`crate::shop::cart`]) and whether the
 //! client takes gzip.
 
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
@@ -11,8 +11,8 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 
-use crate::cart::{self, Cart};
 use crate::error::{ApiError, AppError, PageError, echo_message};
+use crate::shop::cart::{self, Cart};
 
 /// Turns an axum rejection into an [`AppError`] that keeps axum's precise message (which names
 /// the offending field and position) and picks the right status. The message can quote the
@@ -27,7 +27,7 @@ fn rejection_to_error(status: StatusCode, body: String, what: &str) -> AppError 
             detail: format!("{body}. Send the body as {what}."),
         },
         StatusCode::UNPROCESSABLE_ENTITY => AppError::Invalid {
-            errors: vec![crate::checkout::FieldError {
+            errors: vec![crate::shop::checkout::FieldError {
                 field: "body".to_owned(),
                 message: body,
             }],

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 
-use crate::db::catalog::Sort;
+use crate::shop::catalog::Sort;
 
 /// Most pages held at once: with the seeded catalog every product page, every department listing
 /// in every order and the home page fit many times over (each is 10 to 30 KB).

@@ -21,12 +21,13 @@ use super::confirmation;
 use super::extract::{AcceptsGzip, CartCookie, PageForm, PagePath, PageQuery, cart_cookie};
 use super::origin::{OverHttps, SameOrigin};
 use super::page_cache::{CachedPage, PageKey};
-use crate::cart::{Cart, MAX_QUANTITY};
-use crate::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
-use crate::db::catalog::{self, Category, Product, Sort};
-use crate::db::orders::{Customer, Shortage};
+use crate::db::catalog;
 use crate::error::{AppError, PageError, echo};
-use crate::money::Money;
+use crate::shop::cart::{Cart, MAX_QUANTITY};
+use crate::shop::catalog::{Category, Product, Sort};
+use crate::shop::checkout::{self, CheckoutError, CheckoutRequest, FieldError, ItemRequest};
+use crate::shop::money::Money;
+use crate::shop::order::{Customer, Shortage};
 use crate::state::AppState;
 
 /// Products per category page.

@@ -20,7 +20,7 @@ db_tests! {
         let html = app.get_with_cookie(response.header("location"), &cookie).await.text();
         assert!(html.contains(&format!("Added {} to your cart.", product["name"].as_str().unwrap())));
         let price = product["price_cents"].as_i64().unwrap();
-        assert!(html.contains(&doorbuster::money::Money(price * 2).to_string()), "subtotal shown");
+        assert!(html.contains(&doorbuster::shop::money::Money(price * 2).to_string()), "subtotal shown");
         assert!(html.contains("href=\"/checkout\""));
 
         let response = app.post_form("/cart/update", &[("product_id", &id), ("quantity", "5")], &cookie).await;

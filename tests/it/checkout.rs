@@ -57,7 +57,7 @@ db_tests! {
         assert!(html.contains("Thank you, Grace Hopper!"));
         let id = location.trim_start_matches("/orders/").split('?').next().unwrap();
         assert!(html.contains(&format!("data-order-id=\"{id}\"")));
-        let total = doorbuster::money::Money(product["price_cents"].as_i64().unwrap() * 2).to_string();
+        let total = doorbuster::shop::money::Money(product["price_cents"].as_i64().unwrap() * 2).to_string();
         assert!(html.contains(&total));
         assert_eq!(app.get("/orders/ZZZZZZZZZZZZ").await.status, StatusCode::NOT_FOUND);
         assert_eq!(app.get("/orders/not-an-order").await.status, StatusCode::NOT_FOUND);

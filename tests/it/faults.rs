@@ -587,7 +587,7 @@ async fn a_commit_whose_answer_is_lost_is_reported_as_unknown_and_a_retry_finds_
     let detail = problem["detail"].as_str().unwrap();
     let order_id = detail
         .split_whitespace()
-        .find(|word| orders::is_order_id(word))
+        .find(|word| doorbuster::shop::order::is_order_id(word))
         .unwrap_or_else(|| panic!("the detail names the order: {detail}"))
         .to_owned();
 

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::Request;
-use doorbuster::cart::{Cart, MAX_COOKIE_LEN, MAX_LINES, MAX_QUANTITY};
+use doorbuster::shop::cart::{Cart, MAX_COOKIE_LEN, MAX_LINES, MAX_QUANTITY};
 use proptest::prelude::*;
 
 use crate::support::TestApp;

@@ -140,7 +140,7 @@ static CUSTOMER_SCHEMAS: LazyLock<BTreeMap<String, StringSchema>> = LazyLock::ne
 
 /// Whether checkout accepts `value` in the customer field `field` of an otherwise valid order.
 fn checkout_accepts(field: &str, value: &str) -> bool {
-    use doorbuster::checkout::{CheckoutRequest, ItemRequest, validate};
+    use doorbuster::shop::checkout::{CheckoutRequest, ItemRequest, validate};
     let mut customer = valid_customer();
     customer[field] = Value::from(value);
     let request = CheckoutRequest {
@@ -221,7 +221,7 @@ proptest! {
     ) {
         let schema = &*IDEMPOTENCY_KEY_SCHEMA;
         for key in [key.clone(), format!("{}{key}", "k".repeat(padding))] {
-            let accepted = doorbuster::checkout::validate_idempotency_key(&key).is_ok();
+            let accepted = doorbuster::shop::checkout::validate_idempotency_key(&key).is_ok();
             prop_assert_eq!(schema.accepts(&key), accepted, "Idempotency-Key {:?}", key);
         }
     }

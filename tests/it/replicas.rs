@@ -96,7 +96,7 @@ async fn the_confirmation_shows_on_a_replica_without_the_order() {
     let html = elsewhere.text();
     assert!(html.contains("Thank you, Grace Hopper!"), "{html}");
     assert!(html.contains(&format!("data-order-id=\"{id}\"")));
-    assert!(html.contains(&doorbuster::money::Money(total_cents).to_string()));
+    assert!(html.contains(&doorbuster::shop::money::Money(total_cents).to_string()));
     assert!(html.contains("1 Compiler Way"));
     assert!(
         html.contains("data-receipt"),

@@ -15,9 +15,9 @@ use axum::Json;
 use serde_json::{Value, json};
 
 use super::{DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE};
-use crate::cart::{MAX_LINES, MAX_QUANTITY};
-use crate::checkout::MAX_IDEMPOTENCY_KEY_LEN;
-use crate::db::orders::{ORDER_ID_ALPHABET, ORDER_ID_LEN};
+use crate::shop::cart::{MAX_LINES, MAX_QUANTITY};
+use crate::shop::checkout::MAX_IDEMPOTENCY_KEY_LEN;
+use crate::shop::order::{ORDER_ID_ALPHABET, ORDER_ID_LEN};
 
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
 

@@ -6,9 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cart::{MAX_LINES, MAX_QUANTITY};
-use crate::db::orders::{self, Customer, LineRequest, NewOrder, Order, PlaceOutcome, Shortage};
+use crate::db::orders;
 use crate::db::{Db, DbError};
+use crate::shop::cart::{MAX_LINES, MAX_QUANTITY};
+use crate::shop::order::{Customer, LineRequest, NewOrder, Order, PlaceOutcome, Shortage};
 
 /// The body of `POST /api/checkout` (and what the checkout form is converted into).
 #[derive(Clone, Debug, Default, Deserialize)]
