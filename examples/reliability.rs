@@ -481,7 +481,7 @@ impl Run<'_> {
             .stderr(Stdio::null())
             .spawn()?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let probe = reqwest::Client::builder()
+        let probe = doorbuster::tls::client_builder()
             .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -678,7 +678,7 @@ async fn surge(
     prefix: &str,
     mut tick: impl FnMut(Duration) + Send + 'static,
 ) -> Result<Vec<Answer>, BoxError> {
-    let client = reqwest::Client::builder()
+    let client = doorbuster::tls::client_builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     let products: Value = client
@@ -784,7 +784,7 @@ async fn count_existing(db: &Db, ids: &[String]) -> Result<usize, BoxError> {
 }
 
 async fn get_status(url: &str) -> u16 {
-    let client = reqwest::Client::builder()
+    let client = doorbuster::tls::client_builder()
         .timeout(Duration::from_secs(5))
         .build();
     match client {

@@ -336,7 +336,7 @@ impl Run<'_> {
         // of the same load, then ten with errors at 30% so that every route's 500 and 503
         // series appear too, make them; then the run's own error rate is set through the control
         // API.
-        let http = reqwest::Client::builder().no_proxy().build()?;
+        let http = doorbuster::tls::client_builder().no_proxy().build()?;
         let set_error_rate = |groups: Vec<(String, f64)>| {
             let (http, url) = (http.clone(), format!("{}/control", shop.admin));
             async move {
@@ -671,7 +671,7 @@ impl Fake {
     async fn start(certificates: &Certificates, delay: Duration) -> Result<Fake, BoxError> {
         use rustls::pki_types::pem::PemObject as _;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()

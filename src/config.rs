@@ -297,7 +297,7 @@ pub struct MigrateArgs {
     pub restock: bool,
 
     /// Also put every product's stock at UNITS instead of its seeded level, e.g. so a long load
-    /// test or benchmark never sells out. Like `--restock`, it resets the baseline `audit` uses.
+    /// test or benchmark never sells out.
     #[arg(long, value_name = "UNITS")]
     pub restock_to: Option<u32>,
 }

@@ -49,6 +49,7 @@
 //!   statistics and the report; separate from the shop, it only speaks HTTP to a target.
 //! - [`rehearsal`]: `doorbuster rehearse`, the AKS demo's surge predicted from the rendered
 //!   overlay, the guide's cluster and a measured per-pod capacity, through the HPA's algorithm.
+//! - [`tls`]: the one place outbound HTTP clients are built, on rustls with ring (no C build).
 
 pub mod cgroup;
 pub mod cli;
@@ -64,4 +65,5 @@ pub mod sampling;
 pub mod server;
 pub mod shop;
 pub mod telemetry;
+pub mod tls;
 pub mod web;

@@ -110,6 +110,59 @@ impl Knobs {
         self.checkout.validate("checkout")
     }
 
+    /// The knobs in the words of their variables, as a person would set them again:
+    /// `DOORBUSTER_CPU_WORK=pages=2ms DOORBUSTER_ERROR_RATE=0.02`, or `off` when none is set.
+    pub fn describe(&self) -> String {
+        let groups = [
+            ("pages", &self.pages),
+            ("api", &self.api),
+            ("checkout", &self.checkout),
+        ];
+        // One value for every group is written once (`8ms`), as the variable accepts it.
+        let setting = |value: &dyn Fn(&Cost) -> Option<String>| {
+            let values: Vec<(&str, Option<String>)> = groups
+                .iter()
+                .map(|(name, cost)| (*name, value(cost)))
+                .collect();
+            if values.iter().all(|(_, v)| v.is_some() && *v == values[0].1) {
+                return values[0].1.clone();
+            }
+            let set: Vec<String> = values
+                .into_iter()
+                .filter_map(|(name, v)| v.map(|v| format!("{name}={v}")))
+                .collect();
+            (!set.is_empty()).then(|| set.join(","))
+        };
+        let cpu = setting(&|cost| (cost.cpu_ms > 0.0).then(|| millis(cost.cpu_ms)));
+        let latency = setting(&|cost| {
+            (cost.latency_max_ms > 0.0).then(|| {
+                if cost.latency_min_ms == cost.latency_max_ms {
+                    millis(cost.latency_max_ms)
+                } else {
+                    format!(
+                        "{}..{}",
+                        millis(cost.latency_min_ms),
+                        millis(cost.latency_max_ms)
+                    )
+                }
+            })
+        });
+        let errors = setting(&|cost| (cost.error_rate > 0.0).then(|| cost.error_rate.to_string()));
+        let described: Vec<String> = [
+            ("DOORBUSTER_CPU_WORK", cpu),
+            ("DOORBUSTER_LATENCY", latency),
+            ("DOORBUSTER_ERROR_RATE", errors),
+        ]
+        .into_iter()
+        .filter_map(|(var, value)| value.map(|value| format!("{var}={value}")))
+        .collect();
+        if described.is_empty() {
+            "off".to_owned()
+        } else {
+            described.join(" ")
+        }
+    }
+
     /// Knobs from the start-up settings (see [`PerGroup`] for their syntax).
     pub fn from_settings(
         cpu: &PerGroup<Duration>,
@@ -132,6 +185,15 @@ impl Knobs {
         }
         knobs.validate()?;
         Ok(knobs)
+    }
+}
+
+/// Milliseconds as a duration the settings parse again: `2ms`, or `1500us` for a fraction.
+fn millis(ms: f64) -> String {
+    if ms.fract() == 0.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.0}us", ms * 1000.0)
     }
 }
 
@@ -464,6 +526,50 @@ mod tests {
         assert_eq!(latency.min, Duration::from_millis(50));
         assert!("150ms..50ms".parse::<LatencyRange>().is_err());
         assert!("1.5".parse::<Fraction>().is_err());
+    }
+
+    /// The start-up log names what is set in the variables' own syntax, and that text parses
+    /// back into the same knobs.
+    #[test]
+    fn knobs_are_described_as_their_variables() {
+        let knobs = |cpu: &str, latency: &str, errors: &str| {
+            Knobs::from_settings(
+                &cpu.parse::<PerGroup<Cpu>>().unwrap().map(|c| c.0),
+                &latency.parse().unwrap(),
+                &errors.parse::<PerGroup<Fraction>>().unwrap().map(|f| f.0),
+            )
+            .unwrap()
+        };
+        assert_eq!(Knobs::default().describe(), "off");
+        assert_eq!(
+            knobs("pages=2ms", "", "").describe(),
+            "DOORBUSTER_CPU_WORK=pages=2ms"
+        );
+        assert_eq!(knobs("8ms", "", "").describe(), "DOORBUSTER_CPU_WORK=8ms");
+        let all = knobs(
+            "pages=2ms,api=1500us,checkout=10ms",
+            "50ms..150ms",
+            "checkout=0.1",
+        );
+        let described = all.describe();
+        assert_eq!(
+            described,
+            "DOORBUSTER_CPU_WORK=pages=2ms,api=1500us,checkout=10ms \
+             DOORBUSTER_LATENCY=50ms..150ms DOORBUSTER_ERROR_RATE=checkout=0.1"
+        );
+        let value = |var: &str| {
+            described
+                .split(' ')
+                .find_map(|word| word.strip_prefix(&format!("{var}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let again = knobs(
+            &value("DOORBUSTER_CPU_WORK"),
+            &value("DOORBUSTER_LATENCY"),
+            &value("DOORBUSTER_ERROR_RATE"),
+        );
+        assert_eq!(again, all);
     }
 
     #[test]

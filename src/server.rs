@@ -19,12 +19,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::{LogFormat, MigrateArgs, ServeArgs};
 use crate::connections::{self, Limits};
 use crate::db::seed::{self, SeedReport};
-use crate::db::{Db, redact_url};
+use crate::db::{Db, DbError, redact_url};
 use crate::load::{Controls, default_max_in_flight};
 use crate::telemetry::Telemetry;
 use crate::web;
@@ -84,21 +84,32 @@ async fn run_with(
         None,
     );
     tracing::info!(
-        ?knobs,
         max_in_flight = controls.max_in_flight(),
         control_api = if args.load.admin_token.is_some() {
             "on"
         } else {
             "off (set DOORBUSTER_ADMIN_TOKEN)"
         },
-        "load-target controls"
+        "load-target controls: {}",
+        knobs.describe()
     );
     let state = AppState::with_controls(db.clone(), args.web(), metrics, controls);
     tracing::info!(
-        "telemetry: Prometheus: on (http://{}/metrics)",
-        admin_listener.local_addr()?
+        "telemetry: Prometheus: on ({}/metrics)",
+        local_url(admin_listener.local_addr()?)
     );
-    tracing::info!("Doorbuster is open at http://{}", listener.local_addr()?);
+    let shop_addr = listener.local_addr()?;
+    tracing::info!("Doorbuster is open at {}", local_url(shop_addr));
+    if shop_addr.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        tracing::info!(
+            "listening on every address ({shop_addr}): from other machines, {}",
+            match host.trim() {
+                "" => "this machine's name or address".to_owned(),
+                host => format!("http://{host}:{}", shop_addr.port()),
+            }
+        );
+    }
 
     // The admin listener outlives the shop's drain so the last scrapes still see the totals.
     let admin_stop = CancellationToken::new();
@@ -158,7 +169,10 @@ async fn connect(options: &crate::db::DbOptions) -> Result<Db, BoxError> {
         let url = redact_url(&options.url);
         // SQLite says only "unable to open database file" (code 14); when the folder is not
         // writable (a root-owned volume: virtual nodes on ACI ignore fsGroup), say that instead.
-        match sqlite_file(&options.url).and_then(|file| unwritable_dir(&file)) {
+        let cause = sqlite_file(&options.url)
+            .and_then(|file| unwritable_dir(&file))
+            .or_else(|| postgres_failure(&options.url, &error));
+        match cause {
             Some(cause) => format!("cannot open the database {url}: {cause}"),
             None => format!("cannot open the database {url}: {error} (check DATABASE_URL)"),
         }
@@ -169,6 +183,108 @@ async fn connect(options: &crate::db::DbOptions) -> Result<Db, BoxError> {
         "database connected"
     );
     Ok(db)
+}
+
+/// Why PostgreSQL could not be opened, in words that say what to change: the refused port, the
+/// password, the database or role that does not exist, TLS the server or the URL insists on.
+/// `None` for a URL that is not PostgreSQL's, or an error that says it well enough itself.
+fn postgres_failure(url: &str, error: &DbError) -> Option<String> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    use std::str::FromStr as _;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return None;
+    }
+    let options = PgConnectOptions::from_str(url).ok()?;
+    let (host, port) = (options.get_host(), options.get_port());
+    let at = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None if host.contains(':') => format!("[{host}]:{port}"),
+        None => format!("{host}:{port}"),
+    };
+    let user = options.get_username();
+    let database = options.get_database().unwrap_or(user);
+    let error = match error {
+        DbError::Unavailable(error) | DbError::Other(error) => error,
+        DbError::TimedOut(waited) => {
+            return Some(format!(
+                "no answer from {at} within {waited:?} (DOORBUSTER_DB_ACQUIRE_TIMEOUT): check the \
+                 host and port in DATABASE_URL, and that a firewall lets port {port} through"
+            ));
+        }
+        DbError::FileGone(_) | DbError::OutcomeUnknown { .. } => return None,
+    };
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Some(format!(
+            "connection refused at {at}: no PostgreSQL is listening there (start it, or correct \
+             the host and port in DATABASE_URL)"
+        )),
+        // rustls reports a failed handshake (an untrusted certificate) through the socket.
+        sqlx::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            Some(format!(
+                "TLS with {at} failed: {io} (with sslmode=verify-ca or verify-full, name the CA \
+                 that signed the server's certificate: sslrootcert=CA.pem)"
+            ))
+        }
+        sqlx::Error::Io(io) => Some(format!("cannot reach {at}: {io}")),
+        sqlx::Error::Tls(tls) if tls.to_string().contains("does not support TLS") => Some(format!(
+            "TLS required by DATABASE_URL (sslmode={}), but the server at {at} does not offer \
+             it: turn on ssl in the server, or use sslmode=prefer",
+            match options.get_ssl_mode() {
+                PgSslMode::VerifyFull => "verify-full",
+                PgSslMode::VerifyCa => "verify-ca",
+                _ => "require",
+            }
+        )),
+        sqlx::Error::Tls(tls) => Some(format!(
+            "TLS with {at} failed: {tls} (with sslmode=verify-ca or verify-full, name the CA that \
+             signed the server's certificate: sslrootcert=CA.pem)"
+        )),
+        sqlx::Error::Database(db) => {
+            let message = db.message();
+            match db.code().as_deref().unwrap_or_default() {
+                "28P01" => Some(format!(
+                    "wrong password for user \"{user}\" at {at} (the server said: {message}): \
+                     correct it in DATABASE_URL or PGPASSWORD"
+                )),
+                "3D000" => Some(format!(
+                    "the database \"{database}\" does not exist at {at}: create it (as a \
+                     superuser: CREATE DATABASE {database} OWNER {user};) or correct DATABASE_URL"
+                )),
+                "28000"
+                    if ["no encryption", "SSL off", "SSL connection is required"]
+                        .iter()
+                        .any(|said| message.contains(said)) =>
+                {
+                    Some(format!(
+                        "TLS required: the server at {at} accepts only encrypted connections \
+                         (it said: {message}); remove sslmode=disable from DATABASE_URL, or use \
+                         sslmode=require"
+                    ))
+                }
+                "28000" if message.contains("does not exist") => Some(format!(
+                    "the role \"{user}\" does not exist at {at}: create it (as a superuser: \
+                     CREATE ROLE {user} LOGIN PASSWORD '...';) or correct DATABASE_URL"
+                )),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A URL a person can open on this machine for a bound address: one bound to every address
+/// (`0.0.0.0`, `::`) is reached at loopback; `http://0.0.0.0:8080` opens nothing in most browsers.
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// The file of a `sqlite:` URL (`sqlite:///data/x.db`, `sqlite://x.db`, `sqlite:x.db?mode=rwc`);
@@ -328,7 +444,18 @@ pub async fn shutdown_signal() {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use super::{sqlite_file, unwritable_dir};
+    use super::{local_url, sqlite_file, unwritable_dir};
+
+    /// The start-up line gives a URL a browser opens: loopback for an address bound to all
+    /// interfaces, the address itself otherwise.
+    #[test]
+    fn local_url_can_be_opened() {
+        let url = |addr: &str| local_url(addr.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080");
+        assert_eq!(url("127.0.0.1:41234"), "http://127.0.0.1:41234");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80");
+    }
 
     /// The SQLite file is found in every URL form the README documents; memory and PostgreSQL
     /// have none.

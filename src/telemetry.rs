@@ -318,7 +318,7 @@ impl Telemetry {
     /// Builds telemetry for `serve` with an HTTP client that honours `SSL_CERT_FILE`,
     /// `HTTPS_PROXY` and `NO_PROXY`, installs it globally and logs one line per exporter.
     pub fn install(args: &TelemetryArgs, format: LogFormat) -> Result<Telemetry, BoxError> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|error| format!("cannot build the telemetry HTTP client: {error}"))?;

@@ -560,13 +560,20 @@ impl Db {
                         (statement_timeout.as_millis() * 2).to_string(),
                     ),
                 ]);
+            // Fail fast at start with the server's own reason (connection refused, a wrong
+            // password, no such database): through the pool, every one of them reads "pool timed
+            // out while waiting for an open connection".
+            tokio::time::timeout(options.acquire_timeout, connect.connect())
+                .await
+                .map_err(|_| DbError::TimedOut(options.acquire_timeout))??
+                .close()
+                .await?;
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
                 // A connection that died with a restarted server is found and replaced on checkout.
                 .test_before_acquire(true)
                 .connect_lazy_with(connect);
-            // Fail fast at start with a clear error rather than on the first request.
             sqlx::query("SELECT 1").execute(&pool).await?;
             return Ok(Db {
                 store: Store::Postgres(pool),

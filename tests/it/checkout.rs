@@ -156,7 +156,7 @@ db_tests! {
         let server = tokio::spawn(server::serve(listener, app.state.clone(), std::time::Duration::ZERO, async {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+        let client = doorbuster::tls::client_builder().pool_max_idle_per_host(64).build().unwrap();
         let url = Arc::new(format!("http://{addr}/api/checkout"));
         let body = Arc::new(checkout_body(&[(deal["id"].as_i64().unwrap(), 1)]));
         let tasks: Vec<_> = (0..4 * stock)

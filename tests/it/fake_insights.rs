@@ -209,7 +209,7 @@ impl HttpClient for LoopbackClient {
 
 impl LoopbackClient {
     pub fn new() -> LoopbackClient {
-        LoopbackClient(reqwest::Client::builder().build().unwrap())
+        LoopbackClient(doorbuster::tls::client_builder().build().unwrap())
     }
 }
 
@@ -293,7 +293,11 @@ impl Shop {
 
     /// The admin port's `/metrics`, as Prometheus scrapes it.
     pub async fn scrape(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.admin))
+        doorbuster::tls::client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{}/metrics", self.admin))
+            .send()
             .await
             .unwrap()
             .text()
@@ -312,7 +316,7 @@ pub async fn open_load(
     duration: Duration,
     path_of: impl Fn(u64) -> String,
 ) -> (SystemTime, SystemTime, Vec<u16>) {
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     let period = Duration::from_secs_f64(1.0 / f64::from(rps));
     let total = (duration.as_secs_f64() * f64::from(rps)).round() as u64;
     let mut ticks = tokio::time::interval(period);

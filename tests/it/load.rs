@@ -160,6 +160,11 @@ async fn error_injection_gives_the_configured_fraction() {
     );
 }
 
+async fn http_get(url: String) -> reqwest::Response {
+    let client = doorbuster::tls::client_builder().build().unwrap();
+    client.get(url).send().await.unwrap()
+}
+
 async fn admin_call(
     admin: &str,
     method: reqwest::Method,
@@ -167,7 +172,7 @@ async fn admin_call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let client = reqwest::Client::new();
+    let client = doorbuster::tls::client_builder().build().unwrap();
     let mut request = client.request(method, format!("{admin}{path}"));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -277,7 +282,7 @@ async fn control_api_needs_the_token_and_is_admin_only() {
                 )
                 .await;
                 assert_eq!(status, 200);
-                let ready = reqwest::get(format!("{public_url}/readyz")).await.unwrap();
+                let ready = http_get(format!("{public_url}/readyz")).await;
                 assert_eq!(ready.status(), 503);
                 admin_call(
                     &admin_url,
@@ -287,16 +292,9 @@ async fn control_api_needs_the_token_and_is_admin_only() {
                     Some(r#"{"ready": true}"#),
                 )
                 .await;
-                assert_eq!(
-                    reqwest::get(format!("{public_url}/readyz"))
-                        .await
-                        .unwrap()
-                        .status(),
-                    200
-                );
-                let metrics = reqwest::get(format!("{admin_url}/metrics"))
+                assert_eq!(http_get(format!("{public_url}/readyz")).await.status(), 200);
+                let metrics = http_get(format!("{admin_url}/metrics"))
                     .await
-                    .unwrap()
                     .text()
                     .await
                     .unwrap();

@@ -498,7 +498,7 @@ async fn every_metric_and_label_the_manifests_query_is_exported() {
     let app = TestApp::sqlite().await;
     let state = app.state.clone();
     let shop = Shop::serve_state(app, state).await;
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     let product = shop
         .app
         .find_product(|p| p["stock"].as_i64().unwrap() > 5)

@@ -325,7 +325,7 @@ async fn secrets_never_reach_the_logs() {
         log.push_str(&line);
     }
     let (public, admin) = (public.unwrap(), admin.unwrap());
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     let refused = http
         .put(format!("http://{admin}/control"))
         .bearer_auth("wrong")

@@ -2,6 +2,7 @@
 //! route, database dependencies, metrics and Live Metrics calls; Prometheus text is on the admin
 //! port only.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -52,7 +53,7 @@ async fn application_insights_receives_requests_dependencies_metrics_and_live_me
     let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
     let base = shop.base.clone();
 
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     assert_eq!(
         http.get(format!("{base}/")).send().await.unwrap().status(),
         200
@@ -211,7 +212,7 @@ async fn live_metrics_counts_requests_that_are_not_traced() {
     let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
     let base = shop.base.clone();
     fake.wait_for_live_posts().await;
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     for _ in 0..20 {
         let page = http.get(format!("{base}/")).send().await.unwrap();
         assert_eq!(page.status(), 200);
@@ -281,7 +282,7 @@ async fn a_database_cut_shows_as_failed_dependencies_and_exceptions() {
         .unwrap();
     fake.wait_for_live_posts().await;
 
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     let checkout = || {
         http.post(format!("{}/api/checkout", shop.base))
             .json(&checkout_body(&[(product, 1)]))
@@ -394,7 +395,7 @@ async fn traces_the_caller_asked_for_count_once() {
     let shop = Shop::serve(TestApp::sqlite().await, &telemetry).await;
     let product = shop.app.products().await[0]["id"].as_i64().unwrap();
     let url = format!("{}/api/products/{product}", shop.base);
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     const FORCED: usize = 30;
     const RANDOM: usize = 300;
     let forced: Vec<String> = (0..FORCED)
@@ -464,7 +465,7 @@ async fn traces_the_caller_asked_for_count_once() {
 /// With no telemetry variables set, nothing is exported (and the shop still serves).
 #[tokio::test]
 async fn no_variables_means_no_exporters() {
-    let client = LoopbackClient(reqwest::Client::new());
+    let client = LoopbackClient(doorbuster::tls::client_builder().build().unwrap());
     let (telemetry, _subscriber, report) =
         Telemetry::build(&args(None), LogFormat::Json, client).unwrap();
     assert_eq!(
@@ -482,7 +483,7 @@ async fn no_variables_means_no_exporters() {
 /// A malformed connection string is a clear start-up error naming the variable.
 #[tokio::test]
 async fn malformed_connection_string_is_a_startup_error() {
-    let client = LoopbackClient(reqwest::Client::new());
+    let client = LoopbackClient(doorbuster::tls::client_builder().build().unwrap());
     let error = Telemetry::build(
         &args(Some("not-a-connection-string".into())),
         LogFormat::Text,
@@ -507,7 +508,7 @@ async fn prometheus_metrics_on_the_admin_port_only() {
     let shop = Shop::serve_state(app, state).await;
     let (public_url, admin_url) = (shop.base.clone(), shop.admin.clone());
 
-    let http = reqwest::Client::new();
+    let http = doorbuster::tls::client_builder().build().unwrap();
     let product = shop
         .app
         .find_product(|p| p["stock"].as_i64().unwrap() > 20)
@@ -566,4 +567,127 @@ async fn prometheus_metrics_on_the_admin_port_only() {
         .unwrap();
     assert_eq!(public_metrics.status(), 404);
     shop.stop().await;
+}
+
+/// A collector on 127.0.0.1 with a self-signed certificate for 127.0.0.1 (made with the openssl
+/// command, as scripts/test makes PostgreSQL's): it counts the TLS handshakes that succeed and
+/// those that fail, and answers every request 200.
+async fn tls_collector(dir: &std::path::Path) -> (u16, Arc<Mutex<(u32, u32)>>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (dir.join("collector.pem"), dir.join("collector.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command (Debian: apt-get install openssl)");
+    assert!(made.success(), "openssl req failed");
+    let certs = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(Mutex::new((0, 0)));
+    let counts = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, counts) = (acceptor.clone(), counts.clone());
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                match acceptor.accept(socket).await {
+                    Ok(mut tls) => {
+                        counts.lock().unwrap().0 += 1;
+                        let mut buffer = vec![0; 64 * 1024];
+                        while let Ok(read) = tls.read(&mut buffer).await {
+                            if read == 0 {
+                                break;
+                            }
+                            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if tls.write_all(answer.as_bytes()).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(_) => counts.lock().unwrap().1 += 1,
+                }
+            });
+        }
+    });
+    (port, handshakes)
+}
+
+/// The exporters' HTTPS client (rustls on ring, the platform verifier) trusts a private CA given
+/// by `SSL_CERT_FILE`, as users behind TLS-inspecting proxies need, and refuses the same collector
+/// without it: verification is on, and the real binary has a crypto provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_tls_is_verified_against_ssl_cert_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, handshakes) = tls_collector(dir.path()).await;
+    for trusted in [true, false] {
+        *handshakes.lock().unwrap() = (0, 0);
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_doorbuster"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", "sqlite::memory:")
+            .env("DOORBUSTER_HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("DOORBUSTER_ADMIN_PORT", "0")
+            .env("DOORBUSTER_DRAIN_DELAY", "0s")
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("https://127.0.0.1:{port}"),
+            )
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if trusted {
+            command.env("SSL_CERT_FILE", dir.path().join("collector.pem"));
+        }
+        // Else the system's trust store only (the environment is cleared), which does not hold
+        // the collector's certificate.
+        let mut child = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let seen = loop {
+            let seen = *handshakes.lock().unwrap();
+            if seen != (0, 0) || Instant::now() > deadline {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        if trusted {
+            assert!(seen.0 > 0 && seen.1 == 0, "trusted: {seen:?} (ok, failed)");
+        } else {
+            assert!(
+                seen.0 == 0 && seen.1 > 0,
+                "untrusted: {seen:?} (ok, failed)"
+            );
+        }
+    }
 }
