@@ -49,10 +49,10 @@ impl From<ProductRow> for Product {
     fn from(row: ProductRow) -> Self {
         Product {
             id: row.id,
-            slug: row.slug,
-            category_slug: row.category_slug,
-            name: row.name,
-            description: row.description,
+            slug: row.slug.into(),
+            category_slug: row.category_slug.into(),
+            name: row.name.into(),
+            description: row.description.into(),
             price_cents: row.price_cents,
             list_price_cents: row.list_price_cents,
             stock: row.stock,

@@ -39,16 +39,18 @@ pub struct Category {
     pub product_count: i64,
 }
 
+/// A product. Its text is shared (`Arc<str>`) with the catalog's snapshot: every page and API
+/// answer hands out dozens of products, and a copy is then a few reference counts, not strings.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Product {
     #[schemars(range(min = 1))]
     pub id: i64,
-    pub slug: String,
+    pub slug: Arc<str>,
     /// The category's slug.
     #[serde(rename = "category")]
-    pub category_slug: String,
-    pub name: String,
-    pub description: String,
+    pub category_slug: Arc<str>,
+    pub name: Arc<str>,
+    pub description: Arc<str>,
     #[schemars(range(min = 0))]
     pub price_cents: i64,
     #[schemars(range(min = 0))]
@@ -92,8 +94,10 @@ impl Product {
         }
     }
 
-    pub fn image_path(&self) -> String {
-        format!("/art/product/{}.svg", self.slug)
+    /// `/art/product/{slug}.svg`, the product's illustration (served by `web::art`; the page
+    /// templates write the same path around the escaped slug).
+    pub fn image_path(&self) -> impl std::fmt::Display + '_ {
+        std::fmt::from_fn(|f| write!(f, "/art/product/{}.svg", self.slug))
     }
 }
 
@@ -167,16 +171,18 @@ impl Product {
         self.stock_state() == StockState::Low
     }
 
-    /// "4.6", for "4.6 out of 5 stars".
-    pub fn rating_text(&self) -> String {
-        format!("{:.1}", self.rating)
+    /// "4.6", for "4.6 out of 5 stars": to the nearest tenth, written as two integers (the
+    /// float formatter's exact mode costs more than the rest of a product card).
+    pub fn rating_text(&self) -> crate::shop::money::Tenths {
+        // Ratings are 0 to 5 (a negative one would read as 0.0).
+        crate::shop::money::Tenths((self.rating * 10.0).round() as u64)
     }
 
     /// The first paragraph-worth of the description, for cards.
     pub fn blurb(&self) -> &str {
         self.description
             .split_once(". ")
-            .map_or(self.description.as_str(), |(first, _)| first)
+            .map_or(&*self.description, |(first, _)| first)
     }
 }
 
@@ -198,7 +204,7 @@ pub struct Snapshot {
     /// Live stock, index for index with `products`.
     stock: Box<[AtomicI64]>,
     by_id: HashMap<i64, usize, foldhash::fast::RandomState>,
-    by_slug: HashMap<String, usize, foldhash::fast::RandomState>,
+    by_slug: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     /// For each of [`Sort::ALL`], the product indices in that order.
     sorted: [Vec<usize>; Sort::ALL.len()],
 }
@@ -212,7 +218,7 @@ impl Snapshot {
         for category in &mut categories {
             category.product_count = products
                 .iter()
-                .filter(|p| p.category_slug == category.slug)
+                .filter(|p| *p.category_slug == *category.slug)
                 .count() as i64;
         }
         let stock = products.iter().map(|p| AtomicI64::new(p.stock)).collect();
@@ -249,6 +255,12 @@ impl Snapshot {
         product
     }
 
+    /// Every product in id order, with the stock it was read with (the live stock is what
+    /// [`Snapshot::product_by_id`] and the listings hand out).
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
     /// Departments in menu order.
     pub fn categories(&self) -> &[Category] {
         &self.categories
@@ -282,7 +294,7 @@ impl Snapshot {
         offset: usize,
     ) -> ProductPage {
         let in_listing =
-            |&&i: &&usize| category.is_none_or(|c| self.products[i].category_slug == c);
+            |&&i: &&usize| category.is_none_or(|c| &*self.products[i].category_slug == c);
         let order = &self.sorted[sort.index()];
         ProductPage {
             items: order
@@ -361,10 +373,10 @@ impl Product {
         fn key(p: &Product) -> impl Eq + '_ {
             (
                 p.id,
-                p.slug.as_str(),
-                p.category_slug.as_str(),
-                p.name.as_str(),
-                p.description.as_str(),
+                &*p.slug,
+                &*p.category_slug,
+                &*p.name,
+                &*p.description,
                 p.price_cents,
                 p.list_price_cents,
                 p.rating.to_bits(),
@@ -539,5 +551,48 @@ impl Catalog {
     /// again now rather than at the end of the interval.
     pub fn moved_elsewhere(&self) {
         self.refresh_now.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Product;
+
+    fn rated(rating: f64) -> Product {
+        Product {
+            id: 1,
+            slug: "lamp".into(),
+            category_slug: "home".into(),
+            name: "Lamp".into(),
+            description: "A lamp.".into(),
+            price_cents: 1_000,
+            list_price_cents: 2_000,
+            stock: 5,
+            rating,
+            review_count: 3,
+            doorbuster: false,
+        }
+    }
+
+    /// The integer rendering reads as `{:.1}` did for every rating the catalog can hold (tenths
+    /// from 0 to 5) and for ratings between them.
+    #[test]
+    fn rating_text_is_the_rating_to_one_decimal() {
+        for hundredths in 0..=500 {
+            let rating = f64::from(hundredths) / 100.0;
+            if hundredths % 10 == 5 {
+                continue; // a tie: {:.1} rounds the binary value, either neighbour is right
+            }
+            assert_eq!(
+                rated(rating).rating_text().to_string(),
+                format!("{rating:.1}"),
+                "{rating}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_path_is_the_products_art() {
+        assert_eq!(rated(4.0).image_path().to_string(), "/art/product/lamp.svg");
     }
 }

@@ -3,6 +3,7 @@
 //! read and write ([`openapi`]). Errors are `application/problem+json`.
 
 pub mod openapi;
+mod products_json;
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -107,10 +108,11 @@ pub struct ProductView {
 
 impl From<Product> for ProductView {
     fn from(product: Product) -> Self {
+        let image_url = product.image_path().to_string();
         ProductView {
             discount_percent: product.discount_percent(),
             stock_state: product.stock_state(),
-            image_url: product.image_path(),
+            image_url,
             url: format!("/p/{}", product.slug),
             product,
         }
@@ -182,7 +184,7 @@ struct ListParams {
 
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-struct ProductList {
+pub(super) struct ProductList {
     #[schemars(length(max = MAX_PER_PAGE))]
     items: Vec<ProductView>,
     #[schemars(range(min = 0))]
@@ -196,7 +198,7 @@ struct ProductList {
 async fn list_products(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<ProductList>, ApiError> {
+) -> Result<products_json::ProductListJson, ApiError> {
     let page = params.page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
         return Err(
@@ -228,12 +230,9 @@ async fn list_products(
         per_page as usize,
         ((page - 1) * per_page) as usize,
     );
-    Ok(Json(ProductList {
-        items: listing.items.into_iter().map(ProductView::from).collect(),
-        total: listing.total,
-        page,
-        per_page,
-    }))
+    Ok(products_json::product_list(
+        &catalog, &listing, page, per_page,
+    ))
 }
 
 async fn get_product(

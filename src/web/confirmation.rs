@@ -230,7 +230,7 @@ pub async fn order(
                     let name = products
                         .iter()
                         .find(|p| p.id == product_id)
-                        .map_or_else(|| format!("Product {product_id}"), |p| p.name.clone());
+                        .map_or_else(|| format!("Product {product_id}"), |p| p.name.to_string());
                     (name, quantity, Money(unit_price * quantity))
                 })
                 .collect::<Vec<_>>();

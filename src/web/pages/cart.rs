@@ -97,8 +97,8 @@ pub async fn cart(
     let (rows, subtotal) = cart_rows(&state, &mut cart).await?;
     let added = params
         .added
-        .and_then(|slug| rows.iter().find(|row| row.product.slug == slug))
-        .map(|row| row.product.name.clone());
+        .and_then(|slug| rows.iter().find(|row| *row.product.slug == *slug))
+        .map(|row| row.product.name.to_string());
     let layout = Layout::load(&state, "Your cart · Doorbuster", &cart, None).await?;
     let page = Page(
         StatusCode::OK,
@@ -153,7 +153,7 @@ pub async fn cart_add(
         return Err(AppError::OutOfStock {
             shortages: vec![Shortage {
                 product_id: product.id,
-                name: product.name.clone(),
+                name: product.name.to_string(),
                 requested: quantity,
                 available: 0,
             }],
