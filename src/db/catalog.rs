@@ -8,13 +8,14 @@ use crate::shop::catalog::{Category, Product};
 
 use super::{Db, DbError, with_reader};
 
-/// A `categories` row; becomes a [`Category`] (whose product count the catalog counts).
-#[derive(sqlx::FromRow)]
-struct CategoryRow {
-    slug: String,
-    name: String,
-    tagline: String,
-    position: i32,
+row_struct! {
+    /// A `categories` row; becomes a [`Category`] (whose product count the catalog counts).
+    struct CategoryRow {
+        slug: String,
+        name: String,
+        tagline: String,
+        position: i32,
+    }
 }
 
 impl From<CategoryRow> for Category {
@@ -29,20 +30,21 @@ impl From<CategoryRow> for Category {
     }
 }
 
-/// A `products` row; becomes a [`Product`].
-#[derive(sqlx::FromRow)]
-struct ProductRow {
-    id: i64,
-    slug: String,
-    category_slug: String,
-    name: String,
-    description: String,
-    price_cents: i64,
-    list_price_cents: i64,
-    stock: i64,
-    rating: f64,
-    review_count: i64,
-    doorbuster: bool,
+row_struct! {
+    /// A `products` row; becomes a [`Product`].
+    struct ProductRow {
+        id: i64,
+        slug: String,
+        category_slug: String,
+        name: String,
+        description: String,
+        price_cents: i64,
+        list_price_cents: i64,
+        stock: i64,
+        rating: f64,
+        review_count: i64,
+        doorbuster: bool,
+    }
 }
 
 impl From<ProductRow> for Product {

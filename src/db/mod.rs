@@ -24,7 +24,34 @@
 //! failed is closed, never reused: after a failed COMMIT, SQLite and sqlx can disagree on whether
 //! a transaction is open, and every later "commit" then went nowhere.
 
+/// A row struct and its `sqlx::FromRow` for both engines, each field read from the column of
+/// its name: what `#[derive(sqlx::FromRow)]` does, without sqlx's proc macros (which compile
+/// SQLite, the PostgreSQL driver and a TLS stack a second time, for the build host).
+macro_rules! row_struct {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        struct $name {
+            $($field: $ty),*
+        }
+
+        impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $name {
+            fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($name { $($field: row.try_get(stringify!($field))?),* })
+            }
+        }
+
+        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for $name {
+            fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($name { $($field: row.try_get(stringify!($field))?),* })
+            }
+        }
+    };
+}
+
 pub mod catalog;
+mod migrations;
 pub mod orders;
 pub mod seed;
 pub(crate) mod sqlite_writer;
@@ -701,8 +728,12 @@ impl Db {
     /// once on PostgreSQL (sqlx takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), DbError> {
         let result = match &self.store {
-            Store::Sqlite(store) => sqlx::migrate!("migrations/sqlite").run(&store.writer).await,
-            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+            Store::Sqlite(store) => {
+                migrations::migrator(Engine::Sqlite)
+                    .run(&store.writer)
+                    .await
+            }
+            Store::Postgres(pool) => migrations::migrator(Engine::Postgres).run(pool).await,
         };
         result.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(error) => DbError::from(error),

@@ -31,26 +31,28 @@ const SELECT_LINES: &str = "SELECT product_id, product_name, unit_price_cents, q
      FROM order_lines WHERE order_id = $1 ORDER BY product_id";
 const SELECT_BY_KEY: &str = "SELECT id, request_fingerprint FROM orders WHERE idempotency_key = $1";
 
-#[derive(sqlx::FromRow)]
-struct OrderRow {
-    id: String,
-    customer_name: String,
-    email: String,
-    address: String,
-    city: String,
-    postal_code: String,
-    country: String,
-    item_count: i64,
-    total_cents: i64,
-    created_at: OffsetDateTime,
+row_struct! {
+    struct OrderRow {
+        id: String,
+        customer_name: String,
+        email: String,
+        address: String,
+        city: String,
+        postal_code: String,
+        country: String,
+        item_count: i64,
+        total_cents: i64,
+        created_at: OffsetDateTime,
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct LineRow {
-    product_id: i64,
-    product_name: String,
-    unit_price_cents: i64,
-    quantity: i64,
+row_struct! {
+    struct LineRow {
+        product_id: i64,
+        product_name: String,
+        unit_price_cents: i64,
+        quantity: i64,
+    }
 }
 
 impl From<LineRow> for OrderLine {
