@@ -34,7 +34,8 @@
 //!   order, from the database or, right after checkout on another replica with its own store,
 //!   from the shopper's receipt cookie; [`web::origin`] refuses form posts that another site
 //!   makes a browser send and tells whether the shopper is on HTTPS; [`web::api`] is the JSON API
-//!   and its OpenAPI document; [`web::assets`] and [`web::art`] serve the stylesheet, script and
+//!   and its OpenAPI document (the product listing written from a JSON projection of the catalog
+//!   snapshot, `web::api::products_json`); [`web::assets`] and [`web::art`] serve the stylesheet, script and
 //!   generated product art from inside the binary; [`web::health`]: `/healthz` (alive) and
 //!   `/readyz` (database answers, not draining, not switched off by the operator).
 //! - [`load`]: load-target knobs (CPU work, latency, injected errors per route group) and the
