@@ -21,7 +21,8 @@ use super::*;
 struct HomeTemplate {
     layout: Layout,
     deals: Vec<Product>,
-    categories: Vec<Category>,
+    /// Its departments are listed straight from the snapshot.
+    catalog: Arc<Snapshot>,
 }
 
 pub async fn home(
@@ -34,12 +35,10 @@ pub async fn home(
     shared_page(state, key, gzip, move || async move {
         let layout = Layout::load(state, "Doorbuster · Black Friday deals", cart, None).await?;
         let catalog = state.catalog().await?;
-        let deals = catalog.doorbusters();
-        let categories = catalog.categories().to_vec();
         Ok(HomeTemplate {
             layout,
-            deals,
-            categories,
+            deals: catalog.doorbusters(),
+            catalog,
         })
     })
     .await

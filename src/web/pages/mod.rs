@@ -6,8 +6,8 @@
 //! which turns a rendering failure into the error page rather than a blank 500.
 
 use std::future::Future;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use askama::Template;
 use axum::body::{Body, Bytes};
@@ -19,6 +19,7 @@ use super::extract::AcceptsGzip;
 use super::page_cache::{CachedPage, PageKey};
 use crate::error::PageError;
 use crate::shop::cart::Cart;
+use crate::shop::catalog::{Category, Snapshot};
 use crate::shop::money::{Grouped, Money, Tenths};
 use crate::web::state::AppState;
 
@@ -41,37 +42,61 @@ pub struct Layout {
     pub title: String,
     pub description: String,
     pub cart_count: i64,
-    pub nav: Vec<NavLink>,
-    pub css: String,
-    pub js: String,
-    pub favicon: String,
-    pub logo: String,
+    pub nav: Nav,
+    pub css: &'static str,
+    pub js: &'static str,
+    pub favicon: &'static str,
+    pub logo: &'static str,
     /// Which replica served the page, and on which node: refreshing shows load spreading across
     /// pods and onto the virtual node. Empty on pages rendered without the state (error pages).
     pub served_by: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct NavLink {
-    pub href: String,
-    pub label: String,
-    pub current: bool,
+/// The departments in the header and footer: the catalog snapshot's own list (not a copy per
+/// page), and which one the page shows. Empty on pages rendered without the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Nav {
+    catalog: Option<Arc<Snapshot>>,
+    current: Option<String>,
+}
+
+impl Nav {
+    pub fn departments(&self) -> &[Category] {
+        self.catalog.as_deref().map_or(&[], Snapshot::categories)
+    }
+
+    pub fn is_current(&self, department: &Category) -> bool {
+        self.current.as_deref() == Some(department.slug.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.departments().is_empty()
+    }
+}
+
+/// The URL of a bundled static file, worked out once (it carries the file's content hash).
+fn asset_url(cell: &'static OnceLock<String>, name: &str) -> &'static str {
+    cell.get_or_init(|| assets::url(name))
 }
 
 impl Layout {
     /// A frame without navigation, for pages that must render even when the database is down.
     fn bare(title: impl Into<String>, cart_count: i64) -> Layout {
+        static CSS: OnceLock<String> = OnceLock::new();
+        static JS: OnceLock<String> = OnceLock::new();
+        static FAVICON: OnceLock<String> = OnceLock::new();
+        static LOGO: OnceLock<String> = OnceLock::new();
         Layout {
             title: title.into(),
             description:
                 "Doorbuster: Black Friday deals on books, consoles, games, laptops and more."
                     .to_owned(),
             cart_count,
-            nav: Vec::new(),
-            css: assets::url("app.css"),
-            js: assets::url("app.js"),
-            favicon: assets::url("favicon.svg"),
-            logo: assets::url("logo.svg"),
+            nav: Nav::default(),
+            css: asset_url(&CSS, "app.css"),
+            js: asset_url(&JS, "app.js"),
+            favicon: asset_url(&FAVICON, "favicon.svg"),
+            logo: asset_url(&LOGO, "logo.svg"),
             served_by: String::new(),
         }
     }
@@ -89,15 +114,10 @@ impl Layout {
             Some(node) => format!("{} on {node}", state.config.instance),
             None => state.config.instance.clone(),
         };
-        layout.nav = catalog
-            .categories()
-            .iter()
-            .map(|c| NavLink {
-                current: current == Some(c.slug.as_str()),
-                href: format!("/c/{}", c.slug),
-                label: c.name.clone(),
-            })
-            .collect();
+        layout.nav = Nav {
+            catalog: Some(catalog),
+            current: current.map(str::to_owned),
+        };
         Ok(layout)
     }
 
