@@ -5,6 +5,7 @@
 //! year-long immutable caching; the hash is of the content, so every replica of one build agrees on
 //! the names. Product and category art is drawn on request by [`super::art`] and cached for a day.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use axum::extract::State;
@@ -21,6 +22,8 @@ struct Asset {
     name: &'static str,
     /// The content-addressed file name, e.g. `app.3f9c2a1b.css`.
     hashed_name: String,
+    /// `/static/` and the hashed name: what pages link to.
+    url: String,
     content_type: &'static str,
     body: &'static [u8],
     etag: String,
@@ -30,9 +33,11 @@ impl Asset {
     fn new(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
         let hash = fnv1a(body);
         let (stem, extension) = name.rsplit_once('.').unwrap_or((name, ""));
+        let hashed_name = format!("{stem}.{:08x}.{extension}", hash as u32);
         Asset {
             name,
-            hashed_name: format!("{stem}.{:08x}.{extension}", hash as u32),
+            url: format!("/static/{hashed_name}"),
+            hashed_name,
             content_type,
             body,
             etag: format!("\"{hash:016x}\""),
@@ -65,12 +70,13 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     ]
 });
 
-/// The URL of an asset by its plain name, for templates. Unknown names are a programming error
-/// caught by the tests (every template is rendered there), so they map to a URL that 404s.
-pub fn url(name: &str) -> String {
+/// The URL of an asset by its plain name, for templates; worked out once, as every page links
+/// to the same four. Unknown names are a programming error caught by the tests (every template is
+/// rendered there), so they map to a URL that 404s.
+pub fn url(name: &str) -> Cow<'static, str> {
     ASSETS.iter().find(|asset| asset.name == name).map_or_else(
-        || format!("/static/{name}"),
-        |asset| format!("/static/{}", asset.hashed_name),
+        || Cow::Owned(format!("/static/{name}")),
+        |asset| Cow::Borrowed(asset.url.as_str()),
     )
 }
 

@@ -12,7 +12,7 @@
 //! them.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 use aide::OperationOutput;
 use aide::generate::GenContext;
@@ -41,22 +41,29 @@ struct Projection {
 }
 
 /// The projection of the snapshot most recently asked for. A replaced snapshot's projection is
-/// rebuilt on first use (73 products: well under a millisecond, once per catalog change).
-static CURRENT: Mutex<Option<Arc<Projection>>> = Mutex::new(None);
+/// rebuilt on first use (73 products: well under a millisecond, once per catalog change); every
+/// other request only reads it.
+static CURRENT: RwLock<Option<Arc<Projection>>> = RwLock::new(None);
 
 fn projection(snapshot: &Arc<Snapshot>) -> Arc<Projection> {
-    let mut current = CURRENT.lock().unwrap_or_else(|poison| poison.into_inner());
     // The Weak keeps the snapshot's allocation, so its address cannot be reused by another.
-    if let Some(projection) = current.as_ref()
-        && Weak::ptr_eq(&projection.snapshot, &Arc::downgrade(snapshot))
-    {
-        return projection.clone();
+    let of_this = |current: &Option<Arc<Projection>>| {
+        current
+            .as_ref()
+            .filter(|p| std::ptr::eq(p.snapshot.as_ptr(), Arc::as_ptr(snapshot)))
+            .cloned()
+    };
+    if let Some(projection) = of_this(&CURRENT.read().unwrap_or_else(|e| e.into_inner())) {
+        return projection;
     }
-    let mut products: Vec<ProductJson> = snapshot.products().iter().map(product_json).collect();
-    products.sort_by_key(|p| p.id);
+    let mut current = CURRENT.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(projection) = of_this(&current) {
+        return projection; // another request built it meanwhile
+    }
     let projection = Arc::new(Projection {
         snapshot: Arc::downgrade(snapshot),
-        products,
+        // The snapshot's products are in id order, which the lookup below relies on.
+        products: snapshot.products().iter().map(product_json).collect(),
     });
     *current = Some(projection.clone());
     projection

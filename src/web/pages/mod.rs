@@ -5,9 +5,10 @@
 //! Pages render askama templates from `templates/`, all extending `base.html`, through [`Page`],
 //! which turns a rendering failure into the error page rather than a blank 500.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use askama::Template;
 use axum::body::{Body, Bytes};
@@ -43,10 +44,10 @@ pub struct Layout {
     pub description: String,
     pub cart_count: i64,
     pub nav: Nav,
-    pub css: &'static str,
-    pub js: &'static str,
-    pub favicon: &'static str,
-    pub logo: &'static str,
+    pub css: Cow<'static, str>,
+    pub js: Cow<'static, str>,
+    pub favicon: Cow<'static, str>,
+    pub logo: Cow<'static, str>,
     /// Which replica served the page, and on which node: refreshing shows load spreading across
     /// pods and onto the virtual node. Empty on pages rendered without the state (error pages).
     pub served_by: String,
@@ -74,18 +75,9 @@ impl Nav {
     }
 }
 
-/// The URL of a bundled static file, worked out once (it carries the file's content hash).
-fn asset_url(cell: &'static OnceLock<String>, name: &str) -> &'static str {
-    cell.get_or_init(|| assets::url(name))
-}
-
 impl Layout {
     /// A frame without navigation, for pages that must render even when the database is down.
     fn bare(title: impl Into<String>, cart_count: i64) -> Layout {
-        static CSS: OnceLock<String> = OnceLock::new();
-        static JS: OnceLock<String> = OnceLock::new();
-        static FAVICON: OnceLock<String> = OnceLock::new();
-        static LOGO: OnceLock<String> = OnceLock::new();
         Layout {
             title: title.into(),
             description:
@@ -93,10 +85,10 @@ impl Layout {
                     .to_owned(),
             cart_count,
             nav: Nav::default(),
-            css: asset_url(&CSS, "app.css"),
-            js: asset_url(&JS, "app.js"),
-            favicon: asset_url(&FAVICON, "favicon.svg"),
-            logo: asset_url(&LOGO, "logo.svg"),
+            css: assets::url("app.css"),
+            js: assets::url("app.js"),
+            favicon: assets::url("favicon.svg"),
+            logo: assets::url("logo.svg"),
             served_by: String::new(),
         }
     }
