@@ -257,7 +257,7 @@ impl AppError {
             },
             CheckoutOutcome::OutOfStock(shortages) => AppError::OutOfStock { shortages },
             CheckoutOutcome::KeyReused => AppError::IdempotencyKeyReused,
-            CheckoutOutcome::Placed(order) | CheckoutOutcome::Replayed(order) => {
+            CheckoutOutcome::Placed { order, .. } | CheckoutOutcome::Replayed(order) => {
                 AppError::Internal(format!(
                     "order {} was placed, yet answered as refused",
                     order.id

@@ -152,7 +152,7 @@ fn rejection_reason(outcome: &CheckoutOutcome) -> Option<&'static str> {
         CheckoutOutcome::OutOfStock(_) => Some(out_of_stock),
         CheckoutOutcome::Invalid(_) | CheckoutOutcome::UnknownProducts(_) => Some(invalid),
         CheckoutOutcome::KeyReused => Some(conflict),
-        CheckoutOutcome::Placed(_) | CheckoutOutcome::Replayed(_) => None,
+        CheckoutOutcome::Placed { .. } | CheckoutOutcome::Replayed(_) => None,
     }
 }
 
@@ -307,7 +307,7 @@ impl Metrics {
     /// Failures of the store are server errors, counted by the request metrics, not rejections.
     pub fn record_checkout(&self, outcome: &Result<CheckoutOutcome, DbError>) {
         match outcome {
-            Ok(CheckoutOutcome::Placed(order)) => {
+            Ok(CheckoutOutcome::Placed { order, .. }) => {
                 self.orders.add(1, &[]);
                 self.items_sold
                     .add(u64::try_from(order.item_count).unwrap_or(0), &[]);

@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::shop::order::{
-    CheckoutOutcome, Customer, NewOrder, Order, OrderLine, Shortage, new_order_id,
+    CheckoutOutcome, Customer, NewOrder, Order, OrderLine, Shortage, StockLeft, new_order_id,
 };
 
 use super::{Db, DbError, commit_may_have_happened, violated_constraint, with_reader, with_writer};
 
 const TAKE_STOCK: &str = "UPDATE products SET stock = stock - $1 \
-     WHERE id = $2 AND stock >= $1 RETURNING name, price_cents";
+     WHERE id = $2 AND stock >= $1 RETURNING name, price_cents, stock";
 const CURRENT_STOCK: &str = "SELECT name, stock FROM products WHERE id = $1";
 const INSERT_ORDER: &str = "INSERT INTO orders (id, idempotency_key, request_fingerprint, \
      customer_name, email, address, city, postal_code, country, item_count, total_cents, created_at) \
@@ -68,7 +68,10 @@ impl From<LineRow> for OrderLine {
 
 /// What the order's transaction did.
 enum Written {
-    Placed(Order),
+    Placed {
+        order: Order,
+        stock_left: Vec<StockLeft>,
+    },
     /// Unknown products or not enough stock: rolled back, nothing written.
     Refused {
         short: Vec<Shortage>,
@@ -123,21 +126,25 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
             let attempt = tokio::time::timeout(deadline, async {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let mut taken = Vec::with_capacity(lines.len());
+                let mut stock_left = Vec::with_capacity(lines.len());
                 let mut short = Vec::new();
                 let mut unknown = Vec::new();
                 for line in &lines {
-                    let row: Option<(String, i64)> = sqlx::query_as(TAKE_STOCK)
+                    let row: Option<(String, i64, i64)> = sqlx::query_as(TAKE_STOCK)
                         .bind(line.quantity)
                         .bind(line.product_id)
                         .fetch_optional(&mut *tx)
                         .await?;
                     match row {
-                        Some((product_name, unit_price_cents)) => taken.push(OrderLine {
-                            product_id: line.product_id,
-                            product_name,
-                            unit_price_cents,
-                            quantity: line.quantity,
-                        }),
+                        Some((product_name, unit_price_cents, stock)) => {
+                            taken.push(OrderLine {
+                                product_id: line.product_id,
+                                product_name,
+                                unit_price_cents,
+                                quantity: line.quantity,
+                            });
+                            stock_left.push(StockLeft { product_id: line.product_id, stock });
+                        }
                         None => {
                             let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
                                 .bind(line.product_id)
@@ -209,14 +216,17 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
                         error.into()
                     });
                 }
-                Ok(Written::Placed(Order {
-                    id: order_id.clone(),
-                    customer: customer.clone(),
-                    lines: taken,
-                    item_count,
-                    total_cents,
-                    created_at,
-                }))
+                Ok(Written::Placed {
+                    order: Order {
+                        id: order_id.clone(),
+                        customer: customer.clone(),
+                        lines: taken,
+                        item_count,
+                        total_cents,
+                        created_at,
+                    },
+                    stock_left,
+                })
             })
             .await
             .unwrap_or_else(|_elapsed| {
@@ -232,9 +242,9 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
             attempt?
         });
         let (short, unknown) = match written {
-            Written::Placed(order) => {
+            Written::Placed { order, stock_left } => {
                 db.committed();
-                return Ok(CheckoutOutcome::Placed(order));
+                return Ok(CheckoutOutcome::Placed { order, stock_left });
             }
             Written::Refused { short, unknown } => (short, unknown),
             Written::KeyTaken => {

@@ -54,7 +54,7 @@ use tokio::sync::oneshot;
 use super::status::StoreStatus;
 use super::{DbError, SqliteFile};
 use crate::shop::order::{
-    CheckoutOutcome, Customer, LineRequest, NewOrder, Order, OrderLine, Shortage,
+    CheckoutOutcome, Customer, LineRequest, NewOrder, Order, OrderLine, Shortage, StockLeft,
 };
 
 /// The most orders one transaction takes: a bound on how long the first of them waits for the
@@ -75,7 +75,7 @@ const SAVEPOINT: &str = "SAVEPOINT checkout";
 const RELEASE: &str = "RELEASE checkout";
 const ROLLBACK_TO: &str = "ROLLBACK TO checkout";
 const TAKE_STOCK: &str = "UPDATE products SET stock = stock - ?1 \
-     WHERE id = ?2 AND stock >= ?1 RETURNING name, price_cents";
+     WHERE id = ?2 AND stock >= ?1 RETURNING name, price_cents, stock";
 const CURRENT_STOCK: &str = "SELECT name, stock FROM products WHERE id = ?1";
 const INSERT_ORDER: &str = "INSERT INTO orders (id, idempotency_key, request_fingerprint, \
      customer_name, email, address, city, postal_code, country, item_count, total_cents, created_at) \
@@ -658,7 +658,9 @@ impl Thread {
             let outcome = match outcome {
                 // Placed: kept.
                 Ok(Ok(Done::Probed)) => Ok(Done::Probed),
-                Ok(Ok(Done::Order(placed))) if matches!(*placed, CheckoutOutcome::Placed(_)) => {
+                Ok(Ok(Done::Order(placed)))
+                    if matches!(*placed, CheckoutOutcome::Placed { .. }) =>
+                {
                     Ok(Done::Order(placed))
                 }
                 // Refused (nothing of it may stay), or a constraint this order broke.
@@ -756,6 +758,7 @@ fn place(
     job: &PlaceJob,
 ) -> Result<Result<CheckoutOutcome, WriteError>, WriteError> {
     let mut taken = Vec::with_capacity(job.lines.len());
+    let mut stock_left = Vec::with_capacity(job.lines.len());
     let mut short = Vec::new();
     let mut unknown = Vec::new();
     {
@@ -763,16 +766,26 @@ fn place(
         for line in &job.lines {
             let row = take_stock
                 .query_row(params![line.quantity, line.product_id], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .optional()?;
             match row {
-                Some((product_name, unit_price_cents)) => taken.push(OrderLine {
-                    product_id: line.product_id,
-                    product_name,
-                    unit_price_cents,
-                    quantity: line.quantity,
-                }),
+                Some((product_name, unit_price_cents, stock)) => {
+                    taken.push(OrderLine {
+                        product_id: line.product_id,
+                        product_name,
+                        unit_price_cents,
+                        quantity: line.quantity,
+                    });
+                    stock_left.push(StockLeft {
+                        product_id: line.product_id,
+                        stock,
+                    });
+                }
                 None => {
                     let current = conn
                         .prepare_cached(CURRENT_STOCK)?
@@ -856,14 +869,17 @@ fn place(
             ])?;
         }
     }
-    Ok(Ok(CheckoutOutcome::Placed(Order {
-        id: job.order_id.clone(),
-        customer: customer.clone(),
-        lines: taken,
-        item_count,
-        total_cents,
-        created_at: job.created_at,
-    })))
+    Ok(Ok(CheckoutOutcome::Placed {
+        order: Order {
+            id: job.order_id.clone(),
+            customer: customer.clone(),
+            lines: taken,
+            item_count,
+            total_cents,
+            created_at: job.created_at,
+        },
+        stock_left,
+    }))
 }
 
 /// The earlier outcome for an idempotency key, if the key was used before.
@@ -1059,7 +1075,7 @@ mod tests {
             "one transaction for the six"
         );
 
-        let CheckoutOutcome::Placed(placed) = &outcomes[0] else {
+        let CheckoutOutcome::Placed { order: placed, .. } = &outcomes[0] else {
             panic!("placed: {:?}", outcomes[0])
         };
         assert!(
@@ -1082,7 +1098,7 @@ mod tests {
             "{:?}",
             outcomes[4]
         );
-        let CheckoutOutcome::Placed(second) = &outcomes[5] else {
+        let CheckoutOutcome::Placed { order: second, .. } = &outcomes[5] else {
             panic!("placed: {:?}", outcomes[5])
         };
 
@@ -1146,14 +1162,24 @@ mod tests {
         resume.send(()).unwrap();
         // Work queued after them is answered, so the thread has been past them.
         let outcome = orders::place(&db, &later).await.unwrap();
-        assert!(matches!(outcome, CheckoutOutcome::Placed(_)), "{outcome:?}");
+        let CheckoutOutcome::Placed { stock_left, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            stock_left,
+            [StockLeft {
+                product_id: product,
+                stock: before - 1
+            }],
+            "the stock the order's transaction left"
+        );
 
         assert_eq!(orders::count(&db).await.unwrap(), 1, "only the last order");
         assert_eq!(stock(&db, product).await, before - 1);
         for key in ["dropped", "waited"] {
             let retried = orders::place(&db, &order(key)).await.unwrap();
             assert!(
-                matches!(retried, CheckoutOutcome::Placed(_)),
+                matches!(retried, CheckoutOutcome::Placed { .. }),
                 "a retry of {key} places it for the first time: {retried:?}"
             );
         }
@@ -1203,7 +1229,7 @@ mod tests {
                 fingerprint: "f",
             };
             match orders::place(&db, &new).await {
-                Ok(CheckoutOutcome::Placed(_)) => placed += 1,
+                Ok(CheckoutOutcome::Placed { .. }) => placed += 1,
                 Ok(other) => panic!("{other:?}"),
                 Err(error) => break error,
             }
@@ -1228,7 +1254,10 @@ mod tests {
             fingerprint: "f",
         };
         let outcome = orders::place(&db, &new).await.unwrap();
-        assert!(matches!(outcome, CheckoutOutcome::Placed(_)), "{outcome:?}");
+        assert!(
+            matches!(outcome, CheckoutOutcome::Placed { .. }),
+            "{outcome:?}"
+        );
         assert!(wal_len() < WAL_MAX);
         db.close().await;
     }

@@ -5,7 +5,8 @@
 //! The catalog is 73 products that change only when stock moves, so every page and catalog API
 //! answer is built from one immutable [`Snapshot`] held in memory, not from queries (a product
 //! page made four). Stock lives alongside the snapshot in atomics, so a sale here moves it at once
-//! ([`Catalog::sold`]) without building a new snapshot. Other replicas' sales and an operator's
+//! ([`Catalog::sold`], to the figure its transaction left, never by subtracting: a refresh may
+//! have read the sale already) without building a new snapshot. Other replicas' sales and an operator's
 //! restock reach it by a refresh from the database every refresh interval
 //! (`DOORBUSTER_CATALOG_REFRESH`), in the background: no shopper waits for it. A refresh that
 //! fails keeps the copy (stock shown may then lag; the checkout transaction is what guarantees
@@ -14,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -22,7 +23,7 @@ use tokio::sync::Notify;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::order::OrderLine;
+use super::order::StockLeft;
 use crate::db::{self, Db, DbError};
 
 /// At or below this many units a product shows "Only N left".
@@ -428,6 +429,13 @@ pub struct Catalog {
     refresh_now: Arc<Notify>,
     /// Serialises first loads, so a crowd arriving at a cold replica queries once.
     first_load: tokio::sync::Mutex<()>,
+    /// One refresh at a time, so each owns [`Catalog::sales_during_read`].
+    refreshing: tokio::sync::Mutex<()>,
+    /// While a refresh reads the database: the lowest stock each product's sales here reported
+    /// meanwhile. Those sales may have committed after the read, so the figures read are no
+    /// lower than these. Held (briefly, never across an await) by every sale, and by the refresh
+    /// while it stores what it read, so no sale falls between the two.
+    sales_during_read: Mutex<Option<HashMap<i64, i64>>>,
 }
 
 /// The shortest refresh interval: a zero would be a busy loop.
@@ -443,6 +451,8 @@ impl Catalog {
             refresh_interval: refresh_interval.max(MIN_REFRESH_INTERVAL),
             refresh_now: Arc::new(Notify::new()),
             first_load: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(()),
+            sales_during_read: Mutex::new(None),
         })
     }
 
@@ -513,7 +523,33 @@ impl Catalog {
     /// Reads the catalog from the database: stock only when the products are unchanged, a new
     /// snapshot when they are not. Returns whether anything a page shows changed.
     pub async fn refresh(&self, db: &Db) -> Result<bool, DbError> {
-        let (categories, products) = db::catalog::everything(db).await?;
+        let _one_at_a_time = self.refreshing.lock().await;
+        *self.lock_sales() = Some(HashMap::default());
+        match db::catalog::everything(db).await {
+            Ok((categories, products)) => Ok(self.store_read(categories, products)),
+            Err(error) => {
+                *self.lock_sales() = None;
+                Err(error)
+            }
+        }
+    }
+
+    fn lock_sales(&self) -> std::sync::MutexGuard<'_, Option<HashMap<i64, i64>>> {
+        self.sales_during_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores what a refresh read, lowered to what sales here reported while it was reading.
+    fn store_read(&self, categories: Vec<Category>, mut products: Vec<Product>) -> bool {
+        let mut sales = self.lock_sales();
+        if let Some(reported) = sales.take() {
+            for product in &mut products {
+                if let Some(&left) = reported.get(&product.id) {
+                    product.stock = product.stock.min(left);
+                }
+            }
+        }
         let changed = match self.loaded() {
             Some(snapshot) if snapshot.same_catalog(&categories, &products) => {
                 snapshot.set_stock(&products)
@@ -524,21 +560,39 @@ impl Catalog {
                 true
             }
         };
+        drop(sales);
         if changed {
             self.changed();
         }
-        Ok(changed)
+        changed
     }
 
-    /// An order placed here took this stock: show it at once.
-    pub fn sold(&self, lines: &[OrderLine]) {
+    /// An order placed here left this stock: show it at once.
+    ///
+    /// The figures are the ones the order's own transaction left, and they only lower what is
+    /// shown. Subtracting the quantities instead counted the sale twice whenever a refresh read
+    /// the database between the commit and this call (a crowd checking out one deal showed -1
+    /// left that way), and a late call from an earlier sale must not raise the stock shown. A
+    /// refresh reading meanwhile hears of the sale too (see [`Catalog::sales_during_read`]), so
+    /// it cannot put back a figure from before it. What is shown is a figure the database held;
+    /// the one race left, a sale committed before an operator's restock but reported once a
+    /// refresh has read the restock, shows the lower figure until the next refresh.
+    pub fn sold(&self, stock_left: &[StockLeft]) {
+        let mut sales = self.lock_sales();
         if let Some(snapshot) = self.loaded() {
-            for line in lines {
-                if let Some(&i) = snapshot.by_id.get(&line.product_id) {
-                    snapshot.stock[i].fetch_sub(line.quantity, Ordering::Relaxed);
+            for left in stock_left {
+                if let Some(&i) = snapshot.by_id.get(&left.product_id) {
+                    snapshot.stock[i].fetch_min(left.stock, Ordering::Relaxed);
                 }
             }
         }
+        if let Some(reported) = sales.as_mut() {
+            for left in stock_left {
+                let low = reported.entry(left.product_id).or_insert(left.stock);
+                *low = (*low).min(left.stock);
+            }
+        }
+        drop(sales);
         self.changed();
     }
 
@@ -556,7 +610,10 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use super::Product;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Catalog, Product, Snapshot, StockLeft};
 
     fn rated(rating: f64) -> Product {
         Product {
@@ -594,5 +651,91 @@ mod tests {
     #[test]
     fn image_path_is_the_products_art() {
         assert_eq!(rated(4.0).image_path().to_string(), "/art/product/lamp.svg");
+    }
+
+    /// A catalog holding one product (id 1) with this stock, as a refresh would leave it.
+    fn holding(stock: i64) -> Arc<Catalog> {
+        let catalog = Catalog::new(Duration::from_secs(60));
+        let mut lamp = rated(4.0);
+        lamp.stock = stock;
+        *catalog.current.write().unwrap() = Some(Arc::new(Snapshot::new(Vec::new(), vec![lamp])));
+        catalog
+    }
+
+    fn shown(catalog: &Catalog) -> i64 {
+        catalog.loaded().unwrap().product_by_id(1).unwrap().stock
+    }
+
+    /// The last unit sells: its transaction leaves 0, and a refresh reads that 0 before the sale
+    /// reaches the catalog. The catalog shows 0, not -1 (the sale counted twice).
+    #[test]
+    fn a_sale_a_refresh_already_saw_is_not_taken_twice() {
+        let catalog = holding(1);
+        let sold_out = [StockLeft {
+            product_id: 1,
+            stock: 0,
+        }];
+        let lamp_at_zero = Product {
+            stock: 0,
+            ..rated(4.0)
+        };
+        assert!(catalog.loaded().unwrap().set_stock(&[lamp_at_zero]));
+        catalog.sold(&sold_out);
+        assert_eq!(shown(&catalog), 0);
+    }
+
+    /// A refresh reads the database, then the last unit sells and is shown (0 left), then the
+    /// refresh stores what it read (1 left): the sale's figure stays.
+    #[test]
+    fn a_refresh_that_read_before_a_sale_does_not_put_the_stock_back() {
+        let catalog = holding(1);
+        *catalog.lock_sales() = Some(Default::default()); // what `refresh` does before reading
+        catalog.sold(&[StockLeft {
+            product_id: 1,
+            stock: 0,
+        }]);
+        assert_eq!(shown(&catalog), 0);
+        let read_before_the_sale = Product {
+            stock: 1,
+            ..rated(4.0)
+        };
+        catalog.store_read(Vec::new(), vec![read_before_the_sale.clone()]);
+        assert_eq!(shown(&catalog), 0);
+        // The next refresh, with no sale during its read, stores what it read (a restock, say).
+        *catalog.lock_sales() = Some(Default::default());
+        catalog.store_read(
+            Vec::new(),
+            vec![Product {
+                stock: 40,
+                ..read_before_the_sale
+            }],
+        );
+        assert_eq!(shown(&catalog), 40);
+    }
+
+    /// Two sales reach the catalog out of order: the later one's lower figure stays.
+    #[test]
+    fn a_late_report_of_an_earlier_sale_does_not_raise_the_stock() {
+        let catalog = holding(5);
+        let version = catalog.version();
+        catalog.sold(&[StockLeft {
+            product_id: 1,
+            stock: 3,
+        }]);
+        catalog.sold(&[StockLeft {
+            product_id: 1,
+            stock: 4,
+        }]);
+        assert_eq!(shown(&catalog), 3);
+        assert!(
+            catalog.version() > version,
+            "pages built before are out of date"
+        );
+        // A product the snapshot does not hold is no error.
+        catalog.sold(&[StockLeft {
+            product_id: 99,
+            stock: 0,
+        }]);
+        assert_eq!(shown(&catalog), 3);
     }
 }

@@ -239,7 +239,7 @@ impl Checkout {
         }
         self.metrics.record_checkout(&outcome);
         match &outcome {
-            Ok(CheckoutOutcome::Placed(order)) => self.catalog.sold(&order.lines),
+            Ok(CheckoutOutcome::Placed { stock_left, .. }) => self.catalog.sold(stock_left),
             // Stock moved somewhere else: the catalog shows more than there is.
             Ok(CheckoutOutcome::OutOfStock(_)) => self.catalog.moved_elsewhere(),
             _ => {}

@@ -59,6 +59,14 @@ impl OrderLine {
     }
 }
 
+/// A product's stock as the order's own transaction left it: what the catalog shows once the
+/// order is placed (see [`crate::shop::catalog::Catalog::sold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StockLeft {
+    pub product_id: i64,
+    pub stock: i64,
+}
+
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Order {
     /// The order number.
@@ -112,8 +120,11 @@ pub struct NewOrder<'a> {
 /// ([`crate::db::DbError`]).
 #[derive(Clone, Debug)]
 pub enum CheckoutOutcome {
-    /// A new order was written.
-    Placed(Order),
+    /// A new order was written, leaving this stock of the products it took.
+    Placed {
+        order: Order,
+        stock_left: Vec<StockLeft>,
+    },
     /// The idempotency key was seen before with the same request: this is that first order.
     Replayed(Order),
     /// The request itself is wrong (every problem, by field); nothing was written.
@@ -130,7 +141,7 @@ impl CheckoutOutcome {
     /// The order, when there is one (placed now or before).
     pub fn order(&self) -> Option<&Order> {
         match self {
-            CheckoutOutcome::Placed(order) | CheckoutOutcome::Replayed(order) => Some(order),
+            CheckoutOutcome::Placed { order, .. } | CheckoutOutcome::Replayed(order) => Some(order),
             _ => None,
         }
     }
@@ -138,7 +149,7 @@ impl CheckoutOutcome {
     /// A name for traces.
     pub fn label(&self) -> &'static str {
         match self {
-            CheckoutOutcome::Placed(_) => "placed",
+            CheckoutOutcome::Placed { .. } => "placed",
             CheckoutOutcome::Replayed(_) => "replayed",
             CheckoutOutcome::Invalid(_) => "invalid",
             CheckoutOutcome::OutOfStock(_) => "out_of_stock",

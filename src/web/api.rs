@@ -272,7 +272,7 @@ async fn place_order(
         }
     };
     let (order, replayed) = match state.checkout.place(&request, key).await? {
-        CheckoutOutcome::Placed(order) => (order, false),
+        CheckoutOutcome::Placed { order, .. } => (order, false),
         CheckoutOutcome::Replayed(order) => (order, true),
         refused => return Err(AppError::refused(refused).into()),
     };

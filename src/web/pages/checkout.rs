@@ -198,7 +198,7 @@ pub async fn checkout_submit(
     // A 503 here is a page of its own: telemetry learns its cause from `failure`.
     let mut failure = None;
     let again = match outcome {
-        Ok(CheckoutOutcome::Placed(order) | CheckoutOutcome::Replayed(order)) => {
+        Ok(CheckoutOutcome::Placed { order, .. } | CheckoutOutcome::Replayed(order)) => {
             let to = format!("/orders/{}?placed=1", order.id);
             // The redirect may land on another replica, which with a store per replica does not
             // hold the order: the receipt lets it show the confirmation all the same.
