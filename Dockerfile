@@ -23,7 +23,7 @@ WORKDIR /src
 
 # Only what the binary is compiled from (templates, static files, migrations and the seeded catalog
 # are embedded at compile time), so edits to docs, tests or manifests do not invalidate this layer.
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock build.rs askama.toml ./
 COPY vendor ./vendor
 COPY src ./src
 COPY migrations ./migrations

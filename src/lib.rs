@@ -29,7 +29,8 @@
 //!   timeouts, making room when file descriptors run out, answering what is queued at shutdown).
 //! - [`web`]: the route table and middleware; [`web::state`] is the one `AppState` handed to
 //!   every handler; [`web::pages`] renders askama templates from `templates/` (split by what they
-//!   show: catalog, cart, checkout, errors), and [`web::page_cache`] keeps the rendered pages every
+//!   show: catalog, cart, checkout, errors; escaped by [`web::pages::escape`], which
+//!   `askama.toml` names), and [`web::page_cache`] keeps the rendered pages every
 //!   visitor with an empty cart shares, until the catalog changes; [`web::confirmation`] shows an
 //!   order, from the database or, right after checkout on another replica with its own store,
 //!   from the shopper's receipt cookie; [`web::origin`] refuses form posts that another site

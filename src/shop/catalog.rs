@@ -208,6 +208,8 @@ pub struct Snapshot {
     by_slug: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     /// For each of [`Sort::ALL`], the product indices in that order.
     sorted: [Vec<usize>; Sort::ALL.len()],
+    /// The doorbuster deals' indices, deepest discount first (stock aside).
+    deals: Vec<usize>,
 }
 
 impl Snapshot {
@@ -239,6 +241,18 @@ impl Snapshot {
             order.sort_by(|&a, &b| sort.compare(&products[a], &products[b]));
             order
         });
+        let mut deals: Vec<usize> = (0..products.len())
+            .filter(|&i| products[i].doorbuster)
+            .collect();
+        deals.sort_by_key(|&i| {
+            let p = &products[i];
+            let share_paid = p
+                .price_cents
+                .saturating_mul(100)
+                .checked_div(p.list_price_cents)
+                .unwrap_or(0);
+            (share_paid, p.id)
+        });
         Snapshot {
             categories,
             products,
@@ -246,6 +260,7 @@ impl Snapshot {
             by_id,
             by_slug,
             sorted,
+            deals,
         }
     }
 
@@ -311,18 +326,9 @@ impl Snapshot {
 
     /// The doorbuster deals for the home page: in stock first, then the deepest discount.
     pub fn doorbusters(&self) -> Vec<Product> {
-        let mut deals: Vec<Product> = (0..self.products.len())
-            .filter(|&i| self.products[i].doorbuster)
-            .map(|i| self.product_at(i))
-            .collect();
-        deals.sort_by_key(|p| {
-            let share_paid = p
-                .price_cents
-                .saturating_mul(100)
-                .checked_div(p.list_price_cents)
-                .unwrap_or(0);
-            (p.stock <= 0, share_paid, p.id)
-        });
+        let mut deals: Vec<Product> = self.deals.iter().map(|&i| self.product_at(i)).collect();
+        // Already by discount; a stable sort on stock alone keeps that order within each part.
+        deals.sort_by_key(|p| p.stock <= 0);
         deals
     }
 
@@ -651,6 +657,43 @@ mod tests {
     #[test]
     fn image_path_is_the_products_art() {
         assert_eq!(rated(4.0).image_path().to_string(), "/art/product/lamp.svg");
+    }
+
+    /// Home page deals: doorbusters only, in stock before sold out, each part deepest discount
+    /// first (then by id), as the stock stands when asked.
+    #[test]
+    fn doorbusters_are_in_stock_first_then_by_discount() {
+        let product = |id: i64, price_cents: i64, stock: i64, doorbuster: bool| Product {
+            id,
+            slug: format!("p{id}").into(),
+            price_cents,
+            list_price_cents: 1_000,
+            stock,
+            doorbuster,
+            ..rated(4.0)
+        };
+        let snapshot = Snapshot::new(
+            Vec::new(),
+            vec![
+                product(1, 500, 3, true),
+                product(2, 300, 0, true),
+                product(3, 300, 9, true),
+                product(4, 100, 9, false),
+                product(5, 500, 1, true),
+                product(6, 200, 0, true),
+            ],
+        );
+        let ids = |snapshot: &Snapshot| {
+            snapshot
+                .doorbusters()
+                .iter()
+                .map(|p| p.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&snapshot), [3, 1, 5, 6, 2]);
+        snapshot.stock[2].store(0, std::sync::atomic::Ordering::Relaxed); // product 3 sells out
+        snapshot.stock[1].store(4, std::sync::atomic::Ordering::Relaxed); // product 2 restocked
+        assert_eq!(ids(&snapshot), [2, 1, 5, 6, 3]);
     }
 
     /// A catalog holding one product (id 1) with this stock, as a refresh would leave it.
