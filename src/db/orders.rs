@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::shop::order::{
-    CheckoutOutcome, Customer, NewOrder, Order, OrderLine, Shortage, StockLeft, new_order_id,
+    CheckoutOutcome, Customer, LineRequest, NewOrder, Order, OrderLine, Shortage, StockLeft,
+    new_order_id,
 };
 
 use super::{Db, DbError, commit_may_have_happened, violated_constraint, with_reader, with_writer};
@@ -63,6 +64,51 @@ impl From<LineRow> for OrderLine {
             unit_price_cents: row.unit_price_cents,
             quantity: row.quantity,
         }
+    }
+}
+
+/// What an order's stock statements took, line by line: the order's lines, and the stock each
+/// product was left with. Both stores' transactions fill it (this one and `db::sqlite_writer`).
+pub(super) struct Taken {
+    pub(super) lines: Vec<OrderLine>,
+    pub(super) stock_left: Vec<StockLeft>,
+}
+
+impl Taken {
+    pub(super) fn with_capacity(lines: usize) -> Taken {
+        Taken {
+            lines: Vec::with_capacity(lines),
+            stock_left: Vec::with_capacity(lines),
+        }
+    }
+
+    /// `line` took its quantity of the product named `product_name` at `unit_price_cents` a
+    /// unit, and left `stock` of it.
+    pub(super) fn push(
+        &mut self,
+        line: &LineRequest,
+        product_name: String,
+        unit_price_cents: i64,
+        stock: i64,
+    ) {
+        self.lines.push(OrderLine {
+            product_id: line.product_id,
+            product_name,
+            unit_price_cents,
+            quantity: line.quantity,
+        });
+        self.stock_left.push(StockLeft {
+            product_id: line.product_id,
+            stock,
+        });
+    }
+
+    pub(super) fn item_count(&self) -> i64 {
+        self.lines.iter().map(|line| line.quantity).sum()
+    }
+
+    pub(super) fn total_cents(&self) -> i64 {
+        self.lines.iter().map(OrderLine::line_total_cents).sum()
     }
 }
 
@@ -125,8 +171,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
             let mut conn = pool.acquire().await?;
             let attempt = tokio::time::timeout(deadline, async {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let mut taken = Vec::with_capacity(lines.len());
-                let mut stock_left = Vec::with_capacity(lines.len());
+                let mut taken = Taken::with_capacity(lines.len());
                 let mut short = Vec::new();
                 let mut unknown = Vec::new();
                 for line in &lines {
@@ -137,13 +182,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
                         .await?;
                     match row {
                         Some((product_name, unit_price_cents, stock)) => {
-                            taken.push(OrderLine {
-                                product_id: line.product_id,
-                                product_name,
-                                unit_price_cents,
-                                quantity: line.quantity,
-                            });
-                            stock_left.push(StockLeft { product_id: line.product_id, stock });
+                            taken.push(line, product_name, unit_price_cents, stock);
                         }
                         None => {
                             let current: Option<(String, i64)> = sqlx::query_as(CURRENT_STOCK)
@@ -166,8 +205,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
                     tx.rollback().await?;
                     return Ok(Written::Refused { short, unknown });
                 }
-                let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
-                let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
+                let (item_count, total_cents) = (taken.item_count(), taken.total_cents());
                 let customer = new.customer;
                 let inserted = sqlx::query(INSERT_ORDER)
                     .bind(&order_id)
@@ -196,7 +234,7 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
                     Err(error) => return Err(error.into()),
                     Ok(_) => {}
                 }
-                for line in &taken {
+                for line in &taken.lines {
                     sqlx::query(INSERT_LINE)
                         .bind(&order_id)
                         .bind(line.product_id)
@@ -220,12 +258,12 @@ pub async fn place(db: &Db, new: &NewOrder<'_>) -> Result<CheckoutOutcome, DbErr
                     order: Order {
                         id: order_id.clone(),
                         customer: customer.clone(),
-                        lines: taken,
+                        lines: taken.lines,
                         item_count,
                         total_cents,
                         created_at,
                     },
-                    stock_left,
+                    stock_left: taken.stock_left,
                 })
             })
             .await

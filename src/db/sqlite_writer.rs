@@ -51,10 +51,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 
+use super::orders::Taken;
 use super::status::StoreStatus;
 use super::{DbError, SqliteFile};
 use crate::shop::order::{
-    CheckoutOutcome, Customer, LineRequest, NewOrder, Order, OrderLine, Shortage, StockLeft,
+    CheckoutOutcome, Customer, LineRequest, NewOrder, Order, OrderLine, Shortage,
 };
 
 /// The most orders one transaction takes: a bound on how long the first of them waits for the
@@ -757,8 +758,7 @@ fn place(
     conn: &Connection,
     job: &PlaceJob,
 ) -> Result<Result<CheckoutOutcome, WriteError>, WriteError> {
-    let mut taken = Vec::with_capacity(job.lines.len());
-    let mut stock_left = Vec::with_capacity(job.lines.len());
+    let mut taken = Taken::with_capacity(job.lines.len());
     let mut short = Vec::new();
     let mut unknown = Vec::new();
     {
@@ -775,16 +775,7 @@ fn place(
                 .optional()?;
             match row {
                 Some((product_name, unit_price_cents, stock)) => {
-                    taken.push(OrderLine {
-                        product_id: line.product_id,
-                        product_name,
-                        unit_price_cents,
-                        quantity: line.quantity,
-                    });
-                    stock_left.push(StockLeft {
-                        product_id: line.product_id,
-                        stock,
-                    });
+                    taken.push(line, product_name, unit_price_cents, stock);
                 }
                 None => {
                     let current = conn
@@ -819,8 +810,7 @@ fn place(
             CheckoutOutcome::UnknownProducts(unknown)
         }));
     }
-    let item_count: i64 = taken.iter().map(|line| line.quantity).sum();
-    let total_cents: i64 = taken.iter().map(OrderLine::line_total_cents).sum();
+    let (item_count, total_cents) = (taken.item_count(), taken.total_cents());
     let customer = &job.customer;
     let created_at = job
         .created_at
@@ -859,7 +849,7 @@ fn place(
     }
     {
         let mut insert_line = conn.prepare_cached(INSERT_LINE)?;
-        for line in &taken {
+        for line in &taken.lines {
             insert_line.execute(params![
                 job.order_id,
                 line.product_id,
@@ -873,12 +863,12 @@ fn place(
         order: Order {
             id: job.order_id.clone(),
             customer: customer.clone(),
-            lines: taken,
+            lines: taken.lines,
             item_count,
             total_cents,
             created_at: job.created_at,
         },
-        stock_left,
+        stock_left: taken.stock_left,
     }))
 }
 
@@ -948,6 +938,7 @@ mod tests {
     use super::*;
     use crate::db::orders::{self, Audit};
     use crate::db::{Db, DbOptions, with_reader};
+    use crate::shop::order::StockLeft;
 
     /// A seeded shop on a fresh file, and the directory that holds it.
     async fn shop(queue_timeout: Duration) -> (tempfile::TempDir, Db) {

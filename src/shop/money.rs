@@ -37,13 +37,18 @@ impl Text {
         self.buffer[self.start] = byte;
     }
 
+    /// The last decimal digit of `n`.
+    fn push_digit(&mut self, n: u64) {
+        self.push(b'0' + (n % 10) as u8);
+    }
+
     fn push_digits(&mut self, mut n: u64, grouped: bool) {
         let mut digits = 0;
         loop {
             if grouped && digits > 0 && digits % 3 == 0 {
                 self.push(b',');
             }
-            self.push(b'0' + (n % 10) as u8);
+            self.push_digit(n);
             n /= 10;
             digits += 1;
             if n == 0 {
@@ -68,8 +73,8 @@ impl Money {
     pub fn text(self) -> Text {
         let cents = self.0.unsigned_abs();
         let mut text = Text::new();
-        text.push_digits(cents % 10, false);
-        text.push_digits(cents / 10 % 10, false);
+        text.push_digit(cents);
+        text.push_digit(cents / 10);
         text.push(b'.');
         text.push_digits(cents / 100, true);
         text.push(b'$');
@@ -91,7 +96,7 @@ impl Grouped {
 impl Tenths {
     pub fn text(self) -> Text {
         let mut text = Text::new();
-        text.push_digits(self.0 % 10, false);
+        text.push_digit(self.0);
         text.push(b'.');
         text.push_digits(self.0 / 10, false);
         text
